@@ -1,0 +1,66 @@
+# samplewise-rnnt: one-command set-up, build and tests.
+#   make test       venv (.venv, pinned versions), system packages, extension build, pytest
+#   make demo       the same set-up, then the main job on its embedded default (CPU)
+#   make gpu-check  on a machine with a GPU: build there, CUDA tests, GPU benchmarks -> recipes/benchmark/results/
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON_BASE ?= python3
+VENV        ?= .venv
+PY          ?= $(VENV)/bin/python
+STAMP       := $(VENV)/.swr-requirements
+PYTEST_ARGS ?=
+export MAX_JOBS ?= 2
+# the CUDA toolkit (ENVIRONMENT.md: the nvcc wrapper in /usr/local/bin misleads torch)
+export CUDA_HOME ?= $(shell test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda)
+# CI builds one architecture to stay fast; release builds set their own list
+export TORCH_CUDA_ARCH_LIST ?= 9.0
+
+.PHONY: test demo build venv sysdeps gpu-check bench clean
+
+# ---- virtual environment (pinned versions; see ../shared/ENVIRONMENT.md) ----------------------
+$(STAMP): requirements/base.txt requirements/toolkits.txt
+	@echo "== creating $(VENV) (torch, torchaudio, NeMo, ESPnet); a few minutes on a fresh machine"
+	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
+	# pip 23 is required: pip 26 refuses ESPnet's ci_sdr dependency (ENVIRONMENT.md)
+	$(PY) -m pip install -q --progress-bar off 'pip<24'
+	$(PY) -m pip install -q --progress-bar off -r requirements/base.txt
+	$(PY) -m pip install -q --progress-bar off --no-deps torchaudio==2.11.0
+	$(PY) -m pip install -q --progress-bar off -r requirements/toolkits.txt
+	# espnet 202511 pins setuptools<74 and sentencepiece==0.2.0, which clash with torch 2.14:
+	# install it without its pins, its runtime dependencies are in requirements/toolkits.txt
+	$(PY) -m pip install -q --progress-bar off --no-deps espnet==202511
+	# the source tree on the path (the extension is built in place)
+	echo "$(CURDIR)/plugin" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/samplewise_rnnt_dev.pth
+	touch $@
+
+venv: $(STAMP)
+
+# ---- system packages for the synthetic corpus ------------------------------------------------------
+sysdeps:
+	@if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null || ! command -v flac >/dev/null; then
+		echo "== installing espeak-ng sox flac"
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo)
+		$$SUDO apt-get update -q
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q espeak-ng sox flac
+	fi
+
+# ---- the extension (incremental: ninja rebuilds only what changed) ---------------------------------
+build: $(STAMP)
+	@echo "== building samplewise_rnnt._C"
+	$(PY) setup.py -q build_ext --inplace
+	$(PY) -c "import samplewise_rnnt as s; print('samplewise_rnnt._C built; CUDA kernels:', s.cuda_built())"
+
+test: build sysdeps
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+bench: build
+	$(PY) -m recipes.benchmark --preset core
+
+# On a GPU machine (no registries there): the system python with its own torch.
+gpu-check:
+	bash recipes/benchmark/gpu_check.sh
+
+clean:
+	rm -rf build plugin/samplewise_rnnt/*.so

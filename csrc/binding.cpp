@@ -1,0 +1,198 @@
+// pybind11 binding of samplewise_rnnt._C: tensor checks (TORCH_CHECK, never exit), allocation,
+// and dispatch to the CPU or CUDA backend. The Python package validates user input first and gives
+// the user-facing messages; these checks guard the internal contract.
+#include <torch/extension.h>
+
+#ifdef SWR_WITH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAGuard.h>
+#endif
+
+#include "core/rnnt_kernels.h"
+
+namespace {
+
+using swr::DType;
+
+DType dtype_of(const torch::Tensor& x) {
+  switch (x.scalar_type()) {
+    case torch::kFloat32: return DType::kFloat32;
+    case torch::kFloat64: return DType::kFloat64;
+    case torch::kFloat16: return DType::kFloat16;
+    case torch::kBFloat16: return DType::kBFloat16;
+    default: TORCH_CHECK(false, "samplewise_rnnt: logits must be float32, float64, float16 or bfloat16, got ",
+                         x.scalar_type());
+  }
+}
+
+torch::ScalarType acc_type(const torch::Tensor& logits) {
+  return logits.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+}
+
+void check_int64(const torch::Tensor& x, const char* name, const torch::Device& dev) {
+  TORCH_CHECK(x.scalar_type() == torch::kInt64, "samplewise_rnnt: ", name, " must be int64");
+  TORCH_CHECK(x.is_contiguous(), "samplewise_rnnt: ", name, " must be contiguous");
+  TORCH_CHECK(x.device() == dev, "samplewise_rnnt: ", name, " must be on ", dev);
+}
+
+struct LayoutHolder {
+  swr::Layout L;
+};
+
+// offsets, strides, nrows, T, U: [B] int64; targets [B, S] int64 (S may be 0).
+LayoutHolder make_layout(const torch::Tensor& offsets, const torch::Tensor& strides, const torch::Tensor& nrows,
+                         const torch::Tensor& T, const torch::Tensor& U, const torch::Tensor& targets,
+                         const torch::Device& dev) {
+  check_int64(offsets, "offsets", dev);
+  check_int64(strides, "strides", dev);
+  check_int64(nrows, "nrows", dev);
+  check_int64(T, "logit_lengths", dev);
+  check_int64(U, "target_lengths", dev);
+  const int64_t B = offsets.size(0);
+  TORCH_CHECK(strides.size(0) == B && nrows.size(0) == B && T.size(0) == B && U.size(0) == B,
+              "samplewise_rnnt: layout vectors must all have B entries");
+  TORCH_CHECK(B <= 65535, "samplewise_rnnt: at most 65535 samples per call, got ", B);
+  LayoutHolder h;
+  h.L.B = B;
+  h.L.offsets = offsets.data_ptr<int64_t>();
+  h.L.strides = strides.data_ptr<int64_t>();
+  h.L.nrows = nrows.data_ptr<int64_t>();
+  h.L.T = T.data_ptr<int64_t>();
+  h.L.U = U.data_ptr<int64_t>();
+  if (targets.defined() && targets.numel() > 0) {
+    check_int64(targets, "targets", dev);
+    TORCH_CHECK(targets.dim() == 2 && targets.size(0) == B, "samplewise_rnnt: targets must be [B, U]");
+    h.L.targets = targets.data_ptr<int64_t>();
+    h.L.target_stride = targets.size(1);
+  } else {
+    h.L.targets = nullptr;
+    h.L.target_stride = 0;
+  }
+  if (B > 0) {
+    h.L.max_rows = nrows.max().item<int64_t>();
+    h.L.max_stride = strides.max().item<int64_t>();
+  } else {
+    h.L.max_rows = h.L.max_stride = 0;
+  }
+  return h;
+}
+
+#ifdef SWR_WITH_CUDA
+void* stream_of(const torch::Tensor& x) { return c10::cuda::getCurrentCUDAStream(x.device().index()).stream(); }
+#endif
+
+std::vector<torch::Tensor> node_scores(const torch::Tensor& logits, const torch::Tensor& offsets,
+                                       const torch::Tensor& strides, const torch::Tensor& nrows,
+                                       const torch::Tensor& T, const torch::Tensor& U, const torch::Tensor& targets,
+                                       int64_t blank) {
+  TORCH_CHECK(logits.dim() == 2 && logits.is_contiguous(), "samplewise_rnnt: logits must be contiguous [N, V]");
+  const int64_t V = logits.size(1);
+  TORCH_CHECK(blank >= 0 && blank < V, "samplewise_rnnt: blank out of range");
+  auto h = make_layout(offsets, strides, nrows, T, U, targets, logits.device());
+  auto opts = logits.options().dtype(acc_type(logits));
+  auto lse = torch::empty({logits.size(0)}, opts);
+  auto lpb = torch::empty({logits.size(0)}, opts);
+  auto lpl = torch::empty({logits.size(0)}, opts);
+  if (logits.is_cuda()) {
+#ifdef SWR_WITH_CUDA
+    c10::cuda::CUDAGuard guard(logits.device());
+    swr::node_scores_cuda(dtype_of(logits), logits.data_ptr(), V, h.L, blank, lse.data_ptr(), lpb.data_ptr(),
+                          lpl.data_ptr(), stream_of(logits));
+#else
+    TORCH_CHECK(false, "samplewise_rnnt was built without CUDA kernels");
+#endif
+  } else {
+    swr::node_scores_cpu(dtype_of(logits), logits.data_ptr(), V, h.L, blank, lse.data_ptr(), lpb.data_ptr(),
+                         lpl.data_ptr());
+  }
+  return {lse, lpb, lpl};
+}
+
+// Returns costs [B] and, with want_flows, the blank and label flows ([N]; undefined otherwise).
+std::vector<torch::Tensor> lattice(const torch::Tensor& lp_blank, const torch::Tensor& lp_label,
+                                   const torch::Tensor& offsets, const torch::Tensor& strides, const torch::Tensor& T,
+                                   const torch::Tensor& U, bool want_flows) {
+  TORCH_CHECK(lp_blank.dim() == 1 && lp_blank.is_contiguous() && lp_label.is_contiguous() &&
+                  lp_label.sizes() == lp_blank.sizes() && lp_label.scalar_type() == lp_blank.scalar_type(),
+              "samplewise_rnnt: lp_blank and lp_label must be contiguous [N] of one dtype");
+  TORCH_CHECK(lp_blank.scalar_type() == torch::kFloat32 || lp_blank.scalar_type() == torch::kFloat64,
+              "samplewise_rnnt: lattice scores must be float32 or float64");
+  auto h = make_layout(offsets, strides, T, T, U, torch::Tensor(), lp_blank.device());
+  const DType acc = lp_blank.scalar_type() == torch::kFloat64 ? DType::kFloat64 : DType::kFloat32;
+  auto alphas = torch::empty_like(lp_blank);
+  auto betas = torch::empty_like(lp_blank);
+  auto costs = torch::empty({h.L.B}, lp_blank.options());
+  torch::Tensor bf, lf;
+  if (want_flows) {
+    bf = torch::zeros_like(lp_blank);
+    lf = torch::zeros_like(lp_blank);
+  }
+  void* bfp = want_flows ? bf.data_ptr() : nullptr;
+  void* lfp = want_flows ? lf.data_ptr() : nullptr;
+  if (lp_blank.is_cuda()) {
+#ifdef SWR_WITH_CUDA
+    c10::cuda::CUDAGuard guard(lp_blank.device());
+    swr::lattice_cuda(acc, h.L, lp_blank.data_ptr(), lp_label.data_ptr(), alphas.data_ptr(), betas.data_ptr(),
+                      costs.data_ptr(), bfp, lfp, stream_of(lp_blank));
+#else
+    TORCH_CHECK(false, "samplewise_rnnt was built without CUDA kernels");
+#endif
+  } else {
+    swr::lattice_cpu(acc, h.L, lp_blank.data_ptr(), lp_label.data_ptr(), alphas.data_ptr(), betas.data_ptr(),
+                     costs.data_ptr(), bfp, lfp);
+  }
+  return {costs, bf, lf};
+}
+
+// Writes the gradient into grad (which may be logits itself).
+void logits_grad(const torch::Tensor& logits, torch::Tensor& grad, const torch::Tensor& lse,
+                 const torch::Tensor& blank_flow, const torch::Tensor& label_flow, const torch::Tensor& offsets,
+                 const torch::Tensor& strides, const torch::Tensor& nrows, const torch::Tensor& T,
+                 const torch::Tensor& U, const torch::Tensor& targets, int64_t blank, double clamp,
+                 double fastemit_lambda, const torch::Tensor& scale) {
+  TORCH_CHECK(logits.dim() == 2 && logits.is_contiguous() && grad.is_contiguous() &&
+                  grad.sizes() == logits.sizes() && grad.scalar_type() == logits.scalar_type(),
+              "samplewise_rnnt: grad must be a contiguous tensor like logits");
+  TORCH_CHECK(lse.scalar_type() == acc_type(logits) && blank_flow.scalar_type() == acc_type(logits) &&
+                  label_flow.scalar_type() == acc_type(logits),
+              "samplewise_rnnt: node arrays have the wrong dtype");
+  auto h = make_layout(offsets, strides, nrows, T, U, targets, logits.device());
+  const float* sp = nullptr;
+  if (scale.numel() > 0) {
+    TORCH_CHECK(scale.scalar_type() == torch::kFloat32 && scale.numel() == h.L.B && scale.is_contiguous(),
+                "samplewise_rnnt: scale must be float32 [B]");
+    sp = scale.data_ptr<float>();
+  }
+  const int64_t V = logits.size(1);
+  if (logits.is_cuda()) {
+#ifdef SWR_WITH_CUDA
+    c10::cuda::CUDAGuard guard(logits.device());
+    swr::logits_grad_cuda(dtype_of(logits), logits.data_ptr(), grad.data_ptr(), V, h.L, blank, lse.data_ptr(),
+                          blank_flow.data_ptr(), label_flow.data_ptr(), clamp, fastemit_lambda, sp,
+                          stream_of(logits));
+#else
+    TORCH_CHECK(false, "samplewise_rnnt was built without CUDA kernels");
+#endif
+  } else {
+    swr::logits_grad_cpu(dtype_of(logits), logits.data_ptr(), grad.data_ptr(), V, h.L, blank, lse.data_ptr(),
+                         blank_flow.data_ptr(), label_flow.data_ptr(), clamp, fastemit_lambda, sp);
+  }
+}
+
+bool cuda_built() {
+#ifdef SWR_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "samplewise_rnnt kernels: per-node scores, the lattice recursion and the logits gradient";
+  m.def("node_scores", &node_scores, "log-sum-exp, blank and label log-probabilities per lattice node");
+  m.def("lattice", &lattice, "alphas/betas -> costs and (optionally) blank and label flows");
+  m.def("logits_grad", &logits_grad, "gradient of each sample's cost with respect to its logits");
+  m.def("cuda_built", &cuda_built, "whether the CUDA kernels are compiled in");
+}

@@ -1,0 +1,215 @@
+// CPU backend: the stages of core/rnnt_kernels.h as loops over the per-cell math of core/rnnt_math.h.
+// Parallel over (sample, time row) for the V-wide stages and over samples for the lattice; a lattice
+// much larger than the others is swept by anti-diagonals with the cells of each diagonal in parallel.
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Exception.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../core/rnnt_kernels.h"
+#include "../core/rnnt_math.h"
+
+namespace swr {
+namespace {
+
+template <typename T>
+struct Acc {
+  using type = float;
+};
+template <>
+struct Acc<double> {
+  using type = double;
+};
+
+inline SampleView view(const Layout& L, int64_t b) {
+  return SampleView{L.offsets[b], L.strides[b], L.T[b], L.U[b]};
+}
+
+// Calls f(b, t) for every stored time row of every sample, in parallel.
+template <typename F>
+void for_each_row(const Layout& L, F f) {
+  const int64_t rows = L.B * L.max_rows;
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t b = r / L.max_rows, t = r % L.max_rows;
+      if (t < L.nrows[b]) f(b, t);
+    }
+  });
+}
+
+template <typename scalar_t>
+void node_scores_impl(const scalar_t* logits, int64_t V, const Layout& L, int64_t blank,
+                      typename Acc<scalar_t>::type* lse, typename Acc<scalar_t>::type* lp_blank,
+                      typename Acc<scalar_t>::type* lp_label) {
+  using acc_t = typename Acc<scalar_t>::type;
+  for_each_row(L, [&](int64_t b, int64_t t) {
+    const SampleView s = view(L, b);
+    for (int64_t u = 0; u < s.stride; ++u) {
+      const int64_t n = s.node(t, u);
+      if (t >= s.T || u > s.U) {
+        lse[n] = 0;
+        lp_blank[n] = neg_inf<acc_t>();
+        lp_label[n] = neg_inf<acc_t>();
+        continue;
+      }
+      const scalar_t* x = logits + n * V;
+      acc_t m = neg_inf<acc_t>(), z = 0;
+      for (int64_t v = 0; v < V; ++v) m = std::max(m, static_cast<acc_t>(x[v]));
+      for (int64_t v = 0; v < V; ++v) z += fexp(static_cast<acc_t>(x[v]) - m);
+      const acc_t l = lse_value(m, z);
+      lse[n] = l;
+      lp_blank[n] = static_cast<acc_t>(x[blank]) - l;
+      lp_label[n] = u < s.U ? static_cast<acc_t>(x[L.targets[b * L.target_stride + u]]) - l : neg_inf<acc_t>();
+    }
+  });
+}
+
+// One sample's lattice. Sequential sweeps by default; by anti-diagonals with at::parallel_for over
+// each diagonal's cells when `wavefront` (only worth it for a long diagonal and idle threads).
+template <typename acc_t>
+acc_t lattice_one(const SampleView& s, const acc_t* lp_blank, const acc_t* lp_label, acc_t* alphas, acc_t* betas,
+                  bool wavefront) {
+  const int64_t T = s.T, U = s.U;
+  if (!wavefront) {
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t u = 0; u <= U; ++u)
+        alphas[s.node(t, u)] = (t == 0 && u == 0) ? acc_t(0) : alpha_cell(s, t, u, alphas, lp_blank, lp_label);
+    for (int64_t t = T - 1; t >= 0; --t)
+      for (int64_t u = U; u >= 0; --u) betas[s.node(t, u)] = beta_cell(s, t, u, betas, lp_blank, lp_label);
+  } else {
+    for (int64_t d = 0; d < T + U; ++d) {  // diagonal d holds t + u = d
+      const int64_t u_lo = std::max<int64_t>(0, d - (T - 1)), u_hi = std::min<int64_t>(U, d);
+      at::parallel_for(u_lo, u_hi + 1, 64, [&](int64_t b0, int64_t b1) {
+        for (int64_t u = b0; u < b1; ++u)
+          alphas[s.node(d - u, u)] = d == 0 ? acc_t(0) : alpha_cell(s, d - u, u, alphas, lp_blank, lp_label);
+      });
+    }
+    for (int64_t d = T + U - 1; d >= 0; --d) {
+      const int64_t u_lo = std::max<int64_t>(0, d - (T - 1)), u_hi = std::min<int64_t>(U, d);
+      at::parallel_for(u_lo, u_hi + 1, 64, [&](int64_t b0, int64_t b1) {
+        for (int64_t u = b0; u < b1; ++u) betas[s.node(d - u, u)] = beta_cell(s, d - u, u, betas, lp_blank, lp_label);
+      });
+    }
+  }
+  return -betas[s.node(0, 0)];
+}
+
+template <typename acc_t>
+void lattice_impl(const Layout& L, const acc_t* lp_blank, const acc_t* lp_label, acc_t* alphas, acc_t* betas,
+                  acc_t* costs, acc_t* blank_flow, acc_t* label_flow) {
+  // Samples in parallel; a sample whose diagonals are long while there are fewer samples than
+  // threads is swept by anti-diagonals instead, each diagonal split over the threads.
+  const int64_t threads = at::get_num_threads();
+  std::vector<int64_t> big, small;
+  for (int64_t b = 0; b < L.B; ++b) {
+    const int64_t diag = std::min(L.T[b], L.U[b] + 1);
+    (L.B < threads && diag >= 512 ? big : small).push_back(b);
+  }
+  auto finish = [&](int64_t b, bool wavefront) {
+    const SampleView s = view(L, b);
+    costs[b] = lattice_one(s, lp_blank, lp_label, alphas, betas, wavefront);
+    if (blank_flow == nullptr) return;
+    for (int64_t t = 0; t < s.T; ++t)
+      for (int64_t u = 0; u <= s.U; ++u) {
+        const int64_t n = s.node(t, u);
+        node_flows(s, t, u, alphas, betas, lp_blank, lp_label, costs[b], blank_flow + n, label_flow + n);
+      }
+  };
+  at::parallel_for(0, static_cast<int64_t>(small.size()), 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t i = b0; i < b1; ++i) finish(small[i], false);
+  });
+  for (int64_t b : big) finish(b, true);
+}
+
+template <typename scalar_t>
+void logits_grad_impl(const scalar_t* logits, scalar_t* grad, int64_t V, const Layout& L, int64_t blank,
+                      const typename Acc<scalar_t>::type* lse, const typename Acc<scalar_t>::type* blank_flow,
+                      const typename Acc<scalar_t>::type* label_flow, double clamp, double fastemit_lambda,
+                      const float* scale) {
+  using acc_t = typename Acc<scalar_t>::type;
+  const acc_t w = acc_t(1) + static_cast<acc_t>(fastemit_lambda);
+  for_each_row(L, [&](int64_t b, int64_t t) {
+    const SampleView s = view(L, b);
+    const acc_t sc = scale ? static_cast<acc_t>(scale[b]) : acc_t(1);
+    for (int64_t u = 0; u < s.stride; ++u) {
+      const int64_t n = s.node(t, u);
+      scalar_t* g = grad + n * V;
+      if (t >= s.T || u > s.U) {
+        std::fill(g, g + V, scalar_t(0));
+        continue;
+      }
+      const scalar_t* x = logits + n * V;
+      const int64_t label = u < s.U ? L.targets[b * L.target_stride + u] : -1;
+      const acc_t l = lse[n], bf = blank_flow[n], lf = label_flow[n] * w;
+      for (int64_t v = 0; v < V; ++v)
+        g[v] = static_cast<scalar_t>(logit_grad(static_cast<acc_t>(x[v]), l, bf, lf, v == blank, v == label,
+                                                static_cast<acc_t>(clamp), sc));
+    }
+  });
+}
+
+}  // namespace
+
+#define SWR_DISPATCH(dt, ...)                                 \
+  switch (dt) {                                               \
+    case DType::kFloat32: {                                   \
+      using scalar_t = float;                                 \
+      __VA_ARGS__;                                            \
+      break;                                                  \
+    }                                                         \
+    case DType::kFloat64: {                                   \
+      using scalar_t = double;                                \
+      __VA_ARGS__;                                            \
+      break;                                                  \
+    }                                                         \
+    case DType::kFloat16: {                                   \
+      using scalar_t = c10::Half;                             \
+      __VA_ARGS__;                                            \
+      break;                                                  \
+    }                                                         \
+    case DType::kBFloat16: {                                  \
+      using scalar_t = c10::BFloat16;                         \
+      __VA_ARGS__;                                            \
+      break;                                                  \
+    }                                                         \
+    default:                                                  \
+      TORCH_CHECK(false, "samplewise_rnnt: unsupported dtype"); \
+  }
+
+void node_scores_cpu(DType dt, const void* logits, int64_t V, const Layout& L, int64_t blank, void* lse,
+                     void* lp_blank, void* lp_label) {
+  SWR_DISPATCH(dt, {
+    using acc_t = typename Acc<scalar_t>::type;
+    node_scores_impl(static_cast<const scalar_t*>(logits), V, L, blank, static_cast<acc_t*>(lse),
+                     static_cast<acc_t*>(lp_blank), static_cast<acc_t*>(lp_label));
+  })
+}
+
+void lattice_cpu(DType acc, const Layout& L, const void* lp_blank, const void* lp_label, void* alphas, void* betas,
+                 void* costs, void* blank_flow, void* label_flow) {
+  if (acc == DType::kFloat64) {
+    lattice_impl(L, static_cast<const double*>(lp_blank), static_cast<const double*>(lp_label),
+                 static_cast<double*>(alphas), static_cast<double*>(betas), static_cast<double*>(costs),
+                 static_cast<double*>(blank_flow), static_cast<double*>(label_flow));
+  } else {
+    lattice_impl(L, static_cast<const float*>(lp_blank), static_cast<const float*>(lp_label),
+                 static_cast<float*>(alphas), static_cast<float*>(betas), static_cast<float*>(costs),
+                 static_cast<float*>(blank_flow), static_cast<float*>(label_flow));
+  }
+}
+
+void logits_grad_cpu(DType dt, const void* logits, void* grad, int64_t V, const Layout& L, int64_t blank,
+                     const void* lse, const void* blank_flow, const void* label_flow, double clamp,
+                     double fastemit_lambda, const float* scale) {
+  SWR_DISPATCH(dt, {
+    using acc_t = typename Acc<scalar_t>::type;
+    logits_grad_impl(static_cast<const scalar_t*>(logits), static_cast<scalar_t*>(grad), V, L, blank,
+                     static_cast<const acc_t*>(lse), static_cast<const acc_t*>(blank_flow),
+                     static_cast<const acc_t*>(label_flow), clamp, fastemit_lambda, scale);
+  })
+}
+
+}  // namespace swr

@@ -1,0 +1,21 @@
+"""samplewise-rnnt: transducer (RNN-T) training whose loss memory does not grow with the batch.
+
+Public API (see README.md and DESIGN.md):
+
+* :func:`rnnt_loss`, :class:`RNNTLoss`: the exact loss on logits ``[B, T, U+1, V]`` (CPU and CUDA
+  kernels), a drop-in for torchaudio's.
+* :func:`rnnt_loss_packed`: the same on logits without padding.
+* :func:`cuda_built`: whether the CUDA kernels are compiled in.
+"""
+from .ops import RNNTLoss, cuda_built, rnnt_lattice, rnnt_loss, rnnt_loss_and_grad, rnnt_loss_packed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "rnnt_loss",
+    "RNNTLoss",
+    "rnnt_loss_packed",
+    "rnnt_loss_and_grad",
+    "rnnt_lattice",
+    "cuda_built",
+]

@@ -1,0 +1,295 @@
+"""The exact transducer (RNN-T) loss on logits, backed by the C++/CUDA extension ``samplewise_rnnt._C``.
+
+Shapes and the recursion
+------------------------
+``logits`` is ``[B, T, U+1, V]`` (padded) or, for the packed entry points, ``[N, V]`` where sample
+``b`` occupies rows ``offsets[b] + t * (U_b + 1) + u`` for ``t < T_b``, ``u <= U_b``
+(``N = sum_b T_b * (U_b + 1)`` with the default offsets). ``targets`` is ``[B, U]`` (int32 or
+int64, padded), ``logit_lengths`` (``T_b``) and ``target_lengths`` (``U_b``) are ``[B]``.
+
+With ``lp = log_softmax(logits)`` (never materialised: the kernels keep one log-sum-exp per node)::
+
+    alpha(0, 0) = 0
+    alpha(t, u) = logaddexp(alpha(t-1, u) + lp[t-1, u, blank], alpha(t, u-1) + lp[t, u-1, y[u-1]])
+    beta(T-1, U) = lp[T-1, U, blank]
+    beta(t, u)  = logaddexp(beta(t+1, u) + lp[t, u, blank], beta(t, u+1) + lp[t, u, y[u]])
+    cost = -log P(y|x) = -beta(0, 0)
+
+and the gradient of ``cost`` with respect to ``logits[t, u, v]`` is::
+
+    softmax(v) * (blank_flow + (1 + lambda) * label_flow)
+        - [v == blank] * blank_flow - [v == y[u]] * (1 + lambda) * label_flow
+
+where ``blank_flow(t, u)`` and ``label_flow(t, u)`` are the posterior probabilities of the blank
+and label transitions leaving node ``(t, u)`` and ``lambda`` is ``fastemit_lambda`` (FastEmit, Yu
+et al. 2021, as in warp-transducer and NeMo: it changes the gradient, not the cost). With
+``clamp > 0`` each element of a sample's gradient is clipped to ``[-clamp, clamp]`` before the
+reduction's scaling (torchaudio's and warp-transducer's definition).
+
+Half-precision logits (fp16, bf16) are read as they are and accumulated in fp32; fp64 logits are
+accumulated in fp64 (for gradcheck). Costs are returned in fp32 (fp64 for fp64 logits).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from . import _validate as V_
+
+try:  # the compiled extension; a clear error at call time if the build is missing
+    from . import _C  # type: ignore
+    _IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - exercised only on a broken install
+    _C = None
+    _IMPORT_ERROR = exc
+
+__all__ = ["rnnt_loss", "RNNTLoss", "rnnt_loss_packed", "rnnt_loss_and_grad", "rnnt_lattice", "cuda_built"]
+
+
+def _ext():
+    if _C is None:
+        raise ImportError(
+            "samplewise_rnnt._C (the compiled extension) could not be imported: "
+            f"{_IMPORT_ERROR}. Build it with `pip install .` or `make build`."
+        )
+    return _C
+
+
+def cuda_built() -> bool:
+    """True when the extension was compiled with its CUDA kernels."""
+    return bool(_ext().cuda_built())
+
+
+# ----------------------------------------------------------------------------------------------
+# layouts: every kernel sees sample b as a block of nrows[b] x strides[b] nodes from offsets[b]
+# ----------------------------------------------------------------------------------------------
+def _padded_layout(B, T, U1, device):
+    ar = torch.arange(B, device=device, dtype=torch.int64)
+    offsets = ar * (T * U1)
+    strides = torch.full((B,), U1, device=device, dtype=torch.int64)
+    nrows = torch.full((B,), T, device=device, dtype=torch.int64)
+    return offsets, strides, nrows
+
+
+def _packed_layout(tl, ul, offsets, N):
+    sizes = tl * (ul + 1)
+    if offsets is None:
+        offsets = torch.cumsum(sizes, 0) - sizes
+        total = int(sizes.sum()) if sizes.numel() else 0
+        if total != N:
+            raise ValueError(f"logits has {N} rows but sum_b logit_lengths[b] * (target_lengths[b] + 1) = {total}")
+    else:
+        V_.check_tensor("offsets", offsets, 1, V_.INT_DTYPES, tl.device)
+        if offsets.shape[0] != tl.shape[0]:
+            raise ValueError(f"offsets has {offsets.shape[0]} entries but the batch size is {tl.shape[0]}")
+        offsets = offsets.long().contiguous()
+        if offsets.numel():
+            lo, hi = torch.stack([offsets.min(), (offsets + sizes).max()]).tolist()
+            if lo < 0 or hi > N:
+                raise ValueError(f"offsets place a sample in rows [{lo}, {hi}) outside the {N} rows of logits")
+    return offsets.contiguous(), (ul + 1).contiguous(), tl.contiguous()
+
+
+def _check_logits(logits, ndim):
+    V_.check_tensor("logits", logits, ndim, V_.FLOAT_DTYPES)
+    if logits.shape[-1] < 1:
+        raise ValueError(f"logits must have at least one class, got shape {tuple(logits.shape)}")
+
+
+def _prepare(logits, targets, logit_lengths, target_lengths, blank, clamp, fastemit_lambda, packed, offsets):
+    """Validate everything; return (logits2d, targets64, tl, ul, layout, blank)."""
+    _check_logits(logits, 2 if packed else 4)
+    V_.check_scalars(clamp, fastemit_lambda)
+    V = logits.shape[-1]
+    blank = V_.normalize_blank(blank, V)
+    device = logits.device
+    if packed:
+        B = targets.shape[0] if isinstance(targets, torch.Tensor) and targets.dim() == 2 else -1
+        tg, tl, ul = V_.check_lengths_and_targets(targets, logit_lengths, target_lengths, max(B, 0),
+                                                  float("inf"), None, V, blank, device)
+        layout = _packed_layout(tl, ul, offsets, logits.shape[0])
+        logits2d = logits
+    else:
+        B, T, U1, _ = logits.shape
+        if B < 1 or T < 1 or U1 < 1:
+            raise ValueError(f"logits must be non-empty in B, T and U+1, got shape {tuple(logits.shape)}")
+        tg, tl, ul = V_.check_lengths_and_targets(targets, logit_lengths, target_lengths, B, T, U1 - 1, V,
+                                                  blank, device)
+        layout = _padded_layout(B, T, U1, device)
+        logits2d = logits.reshape(B * T * U1, V)
+    if not logits2d.is_contiguous():
+        logits2d = logits2d.contiguous()
+    return logits2d, tg, tl, ul, layout, blank
+
+
+def _run(logits2d, tg, tl, ul, layout, blank, clamp, fastemit_lambda, want_grad, inplace=False,
+         grad_scale=None):
+    C = _ext()
+    if logits2d.is_cuda and not C.cuda_built():
+        raise ValueError("logits is on a CUDA device but samplewise_rnnt was built without CUDA kernels "
+                         "(rebuild with nvcc available and SWR_FORCE_CPU unset)")
+    offsets, strides, nrows = layout
+    lse, lp_blank, lp_label = C.node_scores(logits2d, offsets, strides, nrows, tl, ul, tg, blank)
+    costs, blank_flow, label_flow = C.lattice(lp_blank, lp_label, offsets, strides, tl, ul, want_grad)
+    grad = None
+    if want_grad:
+        if inplace:
+            grad = logits2d
+        else:
+            grad = torch.empty_like(logits2d)
+        scale = grad_scale if grad_scale is not None else torch.empty(0, device=logits2d.device)
+        C.logits_grad(logits2d, grad, lse, blank_flow, label_flow, offsets, strides, nrows, tl, ul, tg, blank,
+                      float(clamp), float(fastemit_lambda), scale.float().contiguous())
+    return costs, grad
+
+
+def rnnt_loss_and_grad(logits, targets, logit_lengths, target_lengths, blank=0, clamp=-1.0, fastemit_lambda=0.0,
+                       packed=False, offsets=None, inplace=False, grad_scale=None, compute_grad=True,
+                       ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Per-sample costs and the gradient of each sample's cost with respect to its logits.
+
+    No autograd. ``costs`` is ``[B]`` (fp32; fp64 for fp64 logits); ``grad`` has the logits' shape
+    and dtype and is zero outside each sample's lengths. ``inplace=True`` writes the gradient over
+    ``logits`` (which must then be contiguous) and returns it; ``grad_scale`` ([B]) multiplies each
+    sample's gradient after clamping. This is the entry point of the sample-wise engine.
+    """
+    if inplace and isinstance(logits, torch.Tensor) and not logits.is_contiguous():
+        raise ValueError("logits must be contiguous when inplace=True")
+    logits2d, tg, tl, ul, layout, blank = _prepare(logits, targets, logit_lengths, target_lengths, blank, clamp,
+                                                   fastemit_lambda, packed, offsets)
+    if grad_scale is not None:
+        V_.check_tensor("grad_scale", grad_scale, 1, V_.FLOAT_DTYPES, logits.device)
+        if grad_scale.shape[0] != tl.shape[0]:
+            raise ValueError(f"grad_scale has {grad_scale.shape[0]} entries but the batch size is {tl.shape[0]}")
+    with torch.no_grad():
+        costs, grad = _run(logits2d.detach(), tg, tl, ul, layout, blank, clamp, fastemit_lambda, compute_grad,
+                           inplace, grad_scale)
+    if grad is not None:
+        grad = grad.view(logits.shape)
+    return costs, grad
+
+
+def _sample_weights(grad_output, reduction, B, ul, dtype):
+    go = grad_output.to(dtype)
+    if reduction == "none":
+        return go
+    if reduction == "sum":
+        return go.expand(B)
+    if reduction == "mean":
+        return (go / B).expand(B)
+    return (go / ul.sum().clamp_min(1).to(dtype)).expand(B)
+
+
+class _RNNTLossFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, targets, logit_lengths, target_lengths, blank, reduction, clamp, fastemit_lambda,
+                packed, offsets):
+        logits2d, tg, tl, ul, layout, blank = _prepare(logits, targets, logit_lengths, target_lengths, blank,
+                                                       clamp, fastemit_lambda, packed, offsets)
+        want_grad = ctx.needs_input_grad[0]
+        costs, grad = _run(logits2d.detach(), tg, tl, ul, layout, blank, clamp, fastemit_lambda, want_grad)
+        ctx.reduction = reduction
+        ctx.packed = packed
+        ctx.shape = logits.shape
+        if want_grad:
+            ctx.save_for_backward(grad, ul, layout[0], tl)
+        from .reference import reduce_costs
+        return reduce_costs(costs, ul, reduction)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad, ul, offsets, tl = ctx.saved_tensors
+        B = ul.shape[0]
+        w = _sample_weights(grad_output, ctx.reduction, B, ul, torch.float32)
+        if ctx.packed:
+            rows = torch.zeros(grad.shape[0], dtype=torch.float32, device=grad.device)
+            sizes = tl * (ul + 1)
+            idx = torch.repeat_interleave(torch.arange(B, device=grad.device), sizes)
+            pos = torch.arange(idx.shape[0], device=grad.device) - torch.repeat_interleave(torch.cumsum(sizes, 0)
+                                                                                           - sizes, sizes)
+            rows[torch.repeat_interleave(offsets, sizes) + pos] = w[idx]
+            g = grad * rows[:, None].to(grad.dtype)
+        else:
+            g = (grad.view(B, -1) * w[:, None].to(grad.dtype)).view(ctx.shape)
+        return g.view(ctx.shape), None, None, None, None, None, None, None, None, None
+
+
+def rnnt_loss(logits, targets, logit_lengths, target_lengths, blank=0, reduction="mean", clamp=-1.0,
+              fastemit_lambda=0.0):
+    """Exact RNN-T loss; a drop-in for ``torchaudio.functional.rnnt_loss`` (same names and meanings).
+
+    Args:
+        logits: ``[B, T, U+1, V]`` float32, float16, bfloat16 or float64 (unnormalised; the
+            log-softmax is fused into the kernels). Never modified.
+        targets: ``[B, U]`` int32/int64, padded; labels within ``target_lengths`` lie in ``[0, V)``
+            and differ from ``blank``.
+        logit_lengths: ``[B]`` frames per sample, ``1 <= T_b <= T``.
+        target_lengths: ``[B]`` labels per sample, ``0 <= U_b <= U``.
+        blank: blank index; negative counts from the end (``-1`` is the last class, NeMo's blank).
+        reduction: ``"none"`` (``[B]``), ``"sum"``, ``"mean"`` (sum / B, as torchaudio and
+            warp-transducer) or ``"mean_volume"`` (sum / sum(target_lengths), as NeMo).
+        clamp: if > 0, each gradient element is clipped to ``[-clamp, clamp]``.
+        fastemit_lambda: FastEmit regularisation weight (gradient only; 0 disables).
+
+    Returns:
+        the reduced loss (fp32; fp64 for fp64 logits), a negative log-likelihood in nats.
+    """
+    V_.check_reduction(reduction)
+    return _RNNTLossFunction.apply(logits, targets, logit_lengths, target_lengths, blank, reduction, clamp,
+                                   fastemit_lambda, False, None)
+
+
+def rnnt_loss_packed(logits, targets, logit_lengths, target_lengths, offsets=None, blank=0, reduction="mean",
+                     clamp=-1.0, fastemit_lambda=0.0):
+    """:func:`rnnt_loss` for logits without padding: ``[N, V]``, sample ``b`` at rows
+    ``offsets[b] + t * (U_b + 1) + u``. ``offsets`` defaults to the exclusive cumulative sum of
+    ``T_b * (U_b + 1)`` (then ``N`` must equal the total)."""
+    V_.check_reduction(reduction)
+    return _RNNTLossFunction.apply(logits, targets, logit_lengths, target_lengths, blank, reduction, clamp,
+                                   fastemit_lambda, True, offsets)
+
+
+class RNNTLoss(torch.nn.Module):
+    """Module form of :func:`rnnt_loss` (torchaudio's ``RNNTLoss`` interface)."""
+
+    def __init__(self, blank=0, reduction="mean", clamp=-1.0, fastemit_lambda=0.0):
+        super().__init__()
+        V_.check_reduction(reduction)
+        V_.check_scalars(clamp, fastemit_lambda)
+        self.blank, self.reduction, self.clamp, self.fastemit_lambda = blank, reduction, clamp, fastemit_lambda
+
+    def forward(self, logits, targets, logit_lengths, target_lengths):
+        return rnnt_loss(logits, targets, logit_lengths, target_lengths, self.blank, self.reduction, self.clamp,
+                         self.fastemit_lambda)
+
+    def extra_repr(self):
+        return (f"blank={self.blank}, reduction={self.reduction!r}, clamp={self.clamp}, "
+                f"fastemit_lambda={self.fastemit_lambda}")
+
+
+def rnnt_lattice(lp_blank, lp_label, logit_lengths, target_lengths, want_flows=True):
+    """The lattice recursion alone, on per-node log-probabilities (for fused output layers).
+
+    ``lp_blank`` and ``lp_label`` are ``[B, T, U+1]`` float32/float64 (``lp_label[b, t, u]`` is the
+    log-probability of ``y[u]`` at node ``(t, u)``; column ``U_b`` is ignored). Returns
+    ``(costs [B], blank_flow, label_flow)``: the flows are the posterior probabilities of each
+    transition, i.e. ``-d cost / d lp_blank`` and ``-d cost / d lp_label`` (``None`` unless
+    ``want_flows``).
+    """
+    V_.check_tensor("lp_blank", lp_blank, 3, (torch.float32, torch.float64))
+    V_.check_tensor("lp_label", lp_label, 3, (lp_blank.dtype,), lp_blank.device)
+    if lp_label.shape != lp_blank.shape:
+        raise ValueError(f"lp_label has shape {tuple(lp_label.shape)} but lp_blank has {tuple(lp_blank.shape)}")
+    B, T, U1 = lp_blank.shape
+    V_.check_tensor("logit_lengths", logit_lengths, 1, V_.INT_DTYPES, lp_blank.device)
+    V_.check_tensor("target_lengths", target_lengths, 1, V_.INT_DTYPES, lp_blank.device)
+    dummy_targets = torch.zeros(B, U1 - 1, dtype=torch.int64, device=lp_blank.device)
+    _, tl, ul = V_.check_lengths_and_targets(dummy_targets, logit_lengths, target_lengths, B, T, U1 - 1, 1, -1,
+                                             lp_blank.device, check_labels=False)
+    offsets, strides, _ = _padded_layout(B, T, U1, lp_blank.device)
+    costs, bf, lf = _ext().lattice(lp_blank.reshape(-1).contiguous(), lp_label.reshape(-1).contiguous(), offsets,
+                                   strides, tl, ul, want_flows)
+    if not want_flows:
+        return costs, None, None
+    return costs, bf.view(B, T, U1), lf.view(B, T, U1)

@@ -1,0 +1,196 @@
+"""Pure-PyTorch references for the transducer loss (slow, exact; for tests and debugging).
+
+Nothing here is used on a training path. These functions are written independently of the C++/CUDA
+kernels so that tests can compare the two:
+
+* :func:`brute_force_rnnt_loss` sums the probabilities of every alignment of a tiny lattice.
+* :func:`rnnt_loss_reference` runs the forward (alpha) recursion in log space with ordinary
+  PyTorch operations, so autograd differentiates it.
+* :func:`rnnt_loss_reference_with_grad` returns per-sample costs and the per-sample gradient with
+  respect to the logits, with gradient clamping and FastEmit applied exactly as the kernels do.
+* :func:`batched_rnnt_loss` is the memory-hungry computation the sample-wise engine replaces:
+  materialise ``joint(enc.unsqueeze(2), pred.unsqueeze(1))`` for the whole batch, then the loss.
+
+The lattice of one sample has nodes ``(t, u)`` with ``0 <= t < T`` and ``0 <= u <= U``. From node
+``(t, u)`` a blank moves to ``(t + 1, u)`` and label ``y[u]`` moves to ``(t, u + 1)``; the final
+blank leaves ``(T - 1, U)``. With ``lp`` the log-softmax of the logits::
+
+    alpha(0, 0) = 0
+    alpha(t, u) = logaddexp(alpha(t-1, u) + lp[t-1, u, blank], alpha(t, u-1) + lp[t, u-1, y[u-1]])
+    log P(y|x)  = alpha(T-1, U) + lp[T-1, U, blank]
+    cost        = -log P(y|x)
+
+FastEmit (Yu et al., 2021, as in warp-transducer and NeMo) leaves the cost unchanged and adds
+``lambda * d/dlogits[-sum_{t,u} stopgrad(label_flow(t, u)) * lp[t, u, y[u]]]`` to the gradient,
+where ``label_flow(t, u) = exp(alpha(t, u) + lp[t, u, y[u]] + beta(t, u + 1) - log P)`` is the
+posterior probability that the alignment emits ``y[u]`` from node ``(t, u)``.
+Gradient clamping (torchaudio, warp-transducer) clips every element of each sample's gradient with
+respect to its logits to ``[-clamp, clamp]`` before the reduction's scaling.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Callable, Optional, Tuple
+
+import torch
+
+__all__ = [
+    "brute_force_rnnt_loss",
+    "rnnt_loss_reference",
+    "rnnt_loss_reference_with_grad",
+    "rnnt_lattice_reference",
+    "batched_rnnt_loss",
+    "reduce_costs",
+]
+
+
+def brute_force_rnnt_loss(logits: torch.Tensor, targets, blank: int = 0) -> torch.Tensor:
+    """Cost of ONE sample by enumerating every alignment (tiny lattices only).
+
+    logits: [T, U+1, V]; targets: sequence of U label ids. Returns -log sum_alignments P(alignment).
+    An alignment is an ordering of T blanks and U labels whose last symbol is a blank.
+    """
+    lp = torch.log_softmax(logits.double(), dim=-1)
+    T, U1, _ = lp.shape
+    U = U1 - 1
+    targets = [int(x) for x in targets]
+    if len(targets) != U:
+        raise ValueError(f"targets has {len(targets)} labels, logits imply U={U}")
+    total = []
+    # choose the positions of the U labels among the first T + U - 1 symbols (the last is blank)
+    n = T + U - 1
+    for label_pos in itertools.combinations(range(n), U):
+        t, u, logp = 0, 0, lp.new_zeros(())
+        label_pos = set(label_pos)
+        for i in range(n):
+            if i in label_pos:
+                logp = logp + lp[t, u, targets[u]]
+                u += 1
+            else:
+                logp = logp + lp[t, u, blank]
+                t += 1
+        logp = logp + lp[t, u, blank]  # final blank from (T-1, U)
+        total.append(logp)
+    return -torch.logsumexp(torch.stack(total), dim=0)
+
+
+def _node_log_probs(logits, targets, blank):
+    lp = torch.log_softmax(logits.float(), dim=-1)  # [B, T, U+1, V]
+    lp_blank = lp[..., blank]  # [B, T, U+1]
+    B, T, U1, V = lp.shape
+    U = U1 - 1
+    lp_label = torch.full_like(lp_blank, float("-inf"))
+    if U > 0:
+        idx = targets.long().clamp(0, V - 1)[:, None, :, None].expand(B, T, U, 1)
+        lp_label[:, :, :U] = lp[:, :, :U, :].gather(3, idx).squeeze(3)
+    return lp, lp_blank, lp_label
+
+
+def rnnt_lattice_reference(lp_blank, lp_label, logit_lengths, target_lengths):
+    """Lattice recursion on per-node scores. lp_blank, lp_label: [B, T, U+1] (label column U unused).
+
+    Returns (costs [B], alphas [B, T, U+1]); differentiable by autograd. Nodes outside a sample's
+    lengths hold -inf alphas and do not influence its cost.
+    """
+    B, T, U1 = lp_blank.shape
+    neg_inf = torch.tensor(float("-inf"), dtype=lp_blank.dtype, device=lp_blank.device)
+    rows = []
+    prev = None
+    for t in range(T):
+        row = []
+        for u in range(U1):
+            if t == 0 and u == 0:
+                a = torch.zeros(B, dtype=lp_blank.dtype, device=lp_blank.device)
+            else:
+                terms = []
+                if t > 0:
+                    terms.append(prev[u] + lp_blank[:, t - 1, u])
+                if u > 0:
+                    terms.append(row[u - 1] + lp_label[:, t, u - 1])
+                a = terms[0] if len(terms) == 1 else torch.logaddexp(terms[0], terms[1])
+            row.append(a)
+        rows.append(row)
+        prev = row
+    alphas = torch.stack([torch.stack(r, dim=1) for r in rows], dim=1)  # [B, T, U+1]
+    bidx = torch.arange(B, device=lp_blank.device)
+    tl = logit_lengths.long() - 1
+    ul = target_lengths.long()
+    loglik = alphas[bidx, tl, ul] + lp_blank[bidx, tl, ul]
+    del neg_inf
+    return -loglik, alphas
+
+
+def reduce_costs(costs: torch.Tensor, target_lengths: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Apply a reduction to per-sample costs (none, sum, mean = sum / B, mean_volume = sum / sum(U))."""
+    if reduction == "none":
+        return costs
+    if reduction == "sum":
+        return costs.sum()
+    if reduction == "mean":
+        return costs.sum() / costs.shape[0]
+    if reduction == "mean_volume":
+        return costs.sum() / target_lengths.sum().clamp_min(1).to(costs.dtype)
+    raise ValueError(f"reduction must be one of 'none', 'sum', 'mean', 'mean_volume'; got {reduction!r}")
+
+
+def rnnt_loss_reference(logits, targets, logit_lengths, target_lengths, blank=0, reduction="mean",
+                        fastemit_lambda=0.0):
+    """Autograd reference: logits [B, T, U+1, V] -> reduced cost (fp32, or fp64 for fp64 input).
+
+    FastEmit is implemented as a surrogate term whose value is zero and whose gradient is the
+    FastEmit gradient; clamping is not supported here (see rnnt_loss_reference_with_grad).
+    """
+    V = logits.shape[-1]
+    if blank < 0:
+        blank += V
+    work = logits if logits.dtype == torch.float64 else logits.float()
+    lp, lp_blank, lp_label = _node_log_probs(work, targets, blank)
+    if logits.dtype == torch.float64:
+        lp_blank, lp_label = lp_blank.double(), lp_label.double()
+    costs, alphas = rnnt_lattice_reference(lp_blank, lp_label, logit_lengths, target_lengths)
+    if fastemit_lambda != 0.0:
+        with torch.enable_grad():
+            flows = _label_flows(lp_blank.detach(), lp_label.detach(), logit_lengths, target_lengths)
+        surrogate = (flows * torch.nan_to_num(lp_label, neginf=0.0)).flatten(1).sum(1)
+        costs = costs - fastemit_lambda * (surrogate - surrogate.detach())
+    return reduce_costs(costs, target_lengths, reduction)
+
+
+def _label_flows(lp_blank, lp_label, logit_lengths, target_lengths):
+    """Posterior probability of each label transition: d(-cost)/d lp_label, via autograd."""
+    lb = lp_blank.detach().requires_grad_(True)
+    ll = lp_label.detach().requires_grad_(True)
+    costs, _ = rnnt_lattice_reference(lb, ll, logit_lengths, target_lengths)
+    (g,) = torch.autograd.grad((-costs).sum(), ll, allow_unused=True)
+    return torch.zeros_like(ll) if g is None else g.detach()
+
+
+def rnnt_loss_reference_with_grad(logits, targets, logit_lengths, target_lengths, blank=0, clamp=-1.0,
+                                  fastemit_lambda=0.0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample costs [B] and per-sample gradients d cost_b / d logits [B, T, U+1, V] (fp32).
+
+    The gradient is clamped to [-clamp, clamp] when clamp > 0 (before any reduction), and zero
+    outside each sample's lengths.
+    """
+    x = logits.detach().float().requires_grad_(True)
+    with torch.enable_grad():
+        costs = rnnt_loss_reference(x, targets, logit_lengths, target_lengths, blank, "none",
+                                    fastemit_lambda)
+        (grad,) = torch.autograd.grad(costs.sum(), x)
+    if clamp > 0:
+        grad = grad.clamp(-clamp, clamp)
+    return costs.detach(), grad
+
+
+def batched_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, encoder_lengths, target_lengths,
+                      blank=0, reduction="mean", fastemit_lambda=0.0, loss_fn: Optional[Callable] = None):
+    """The computation the sample-wise engine replaces: materialise [B, T, U+1, V], then the loss.
+
+    loss_fn defaults to rnnt_loss_reference; pass samplewise_rnnt.rnnt_loss or torchaudio's loss
+    (with matching keyword names) to compare other implementations.
+    """
+    logits = joint(encoder_out.unsqueeze(2), predictor_out.unsqueeze(1))
+    if loss_fn is None:
+        return rnnt_loss_reference(logits, targets, encoder_lengths, target_lengths, blank=blank,
+                                   reduction=reduction, fastemit_lambda=fastemit_lambda)
+    return loss_fn(logits, targets, encoder_lengths, target_lengths, blank=blank, reduction=reduction)
