@@ -7,6 +7,7 @@ Public API (see README.md and DESIGN.md):
 * :func:`rnnt_loss_packed`: the same on logits without padding.
 * :func:`cuda_built`: whether the CUDA kernels are compiled in.
 """
+from .engine import SampleWiseRNNTLoss, samplewise_rnnt_loss
 from .ops import RNNTLoss, cuda_built, rnnt_lattice, rnnt_loss, rnnt_loss_and_grad, rnnt_loss_packed
 
 __version__ = "0.1.0"
@@ -18,4 +19,6 @@ __all__ = [
     "rnnt_loss_and_grad",
     "rnnt_lattice",
     "cuda_built",
+    "samplewise_rnnt_loss",
+    "SampleWiseRNNTLoss",
 ]
