@@ -99,7 +99,8 @@ class _SampleWise(torch.autograd.Function):
 
 
 def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, encoder_lengths, target_lengths,
-                         blank=0, reduction="mean", clamp=-1.0, fastemit_lambda=0.0, max_chunk_bytes=None):
+                         blank=0, reduction="mean", clamp=-1.0, fastemit_lambda=0.0, max_chunk_bytes=None,
+                         fused=None):
     """Transducer loss computed sample by sample; equals
     ``rnnt_loss(joint(encoder_out.unsqueeze(2), predictor_out.unsqueeze(1)), ...)`` in value and gradients
     (w.r.t. ``encoder_out`` [B, T, He], ``predictor_out`` [B, U+1, Hp] and the joint's parameters)."""
@@ -115,6 +116,8 @@ def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, e
         raise ValueError(f"predictor_out must have U+1 >= 1 steps, got shape {tuple(predictor_out.shape)}")
     tg, tl, ul = V_.check_lengths_and_targets(targets, encoder_lengths, target_lengths, B, T, U1 - 1, 2 ** 62, -1,
                                               encoder_out.device, length_name="encoder_lengths", check_labels=False)
+    if fused:  # the fused output layer (issue 8) plugs in here
+        raise NotImplementedError("fused=True: the fused output layer is not available yet")
     params = _joint_params(joint)
     opts = (blank, reduction, float(clamp), float(fastemit_lambda))
     return _SampleWise.apply(encoder_out, predictor_out, tg, tl, ul, joint, opts, *params)
