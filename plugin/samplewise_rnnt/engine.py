@@ -1,18 +1,65 @@
-"""The sample-wise engine: joint, loss and gradients one sample at a time (Braun et al., 2022).
+"""The sample-wise engine: joint, loss and gradients one group of samples at a time (Braun et al., 2022).
 
-FIRST VERSION: one sample per step, no planner yet. Exact for every reduction.
+:func:`samplewise_rnnt_loss` equals, in value and in every gradient,
+
+    rnnt_loss(joint(encoder_out.unsqueeze(2), predictor_out.unsqueeze(1)), targets, encoder_lengths,
+              target_lengths, blank, reduction, clamp, fastemit_lambda)
+
+without ever holding the ``[B, T, U+1, V]`` logits. How:
+
+* The planner (:mod:`.planner`) sorts the samples by ``T_b * (U_b + 1)`` and groups them under
+  ``max_chunk_bytes``; a group is padded only to its own longest ``T`` and ``U``.
+* Forward, per group: ``joint`` on the group's slices of ``encoder_out`` / ``predictor_out``
+  (detached leaves), the core op's per-sample costs and logits-gradient (written over the logits
+  where the joint's backward allows it), then one ``torch.autograd.grad`` through the joint. The
+  gradients for ``encoder_out``, ``predictor_out`` and every joint parameter are accumulated in fp32
+  buffers; the group's graph and logits are freed before the next group.
+* Backward scales the stored gradients by ``grad_output``. Nothing of size ``T*U*V`` is held
+  between forward and backward.
+
+Modes:
+
+* No gradient needed (``torch.no_grad()``, or no input requires grad): the loss only, with a larger
+  group budget (no gradient work space).
+* Scalar reductions (``sum``, ``mean``, ``mean_volume``): gradients once, in forward.
+* ``reduction="none"``: the gradients w.r.t. ``encoder_out`` / ``predictor_out`` of sample ``b``
+  depend on its own cost only, so when no joint parameter needs a gradient they are computed in
+  forward and scaled per sample in backward. When joint parameters need gradients, forward computes
+  the costs only and backward recomputes every group with ``grad_output`` as per-sample weights
+  (exact for any ``grad_output``); the RNG state and autocast state of forward are restored, so a
+  dropout joint sees the same masks.
+* Mixed precision: under ``torch.autocast`` the joint runs in bf16/fp16 and the loss math in fp32.
+  The logits-gradient handed to the joint's backward is normalised per group to a largest
+  per-sample weight of ``2**8`` for fp16 logits (1 otherwise) instead of carrying ``1/B``, so fp16
+  gradients do not underflow before a grad scaler's scale is known; the fp32 buffers undo the
+  normalisation. If the joint's fp16 backward overflows, the group is recomputed (same RNG state)
+  with a smaller normalisation.
+* Double backward (``create_graph=True``) is refused with a ``RuntimeError``.
+
+``joint`` is any module or callable mapping ``[n, T, 1, He]`` and ``[n, 1, U+1, Hp]`` to logits
+``[n, T, U+1, V]``, acting on each ``(t, u)`` independently. Parameters are found through
+``joint.parameters()`` (an ``nn.Module``); wrap a plain function that closes over tensors needing
+gradients in a module.
 """
 from __future__ import annotations
 
-from typing import Callable, List
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
 from . import _validate as V_
 from .ops import rnnt_loss_and_grad
+from .planner import Group, default_budget, plan_groups
 from .reference import reduce_costs
 
 __all__ = ["samplewise_rnnt_loss", "SampleWiseRNNTLoss"]
+
+# largest per-sample weight of the logits-gradient for fp16 logits (see the module docstring)
+FP16_GRAD_NORM = 2.0 ** 8
+# each fp16 overflow retry divides the normalisation by this, down to FP16_MIN_NORM
+FP16_RETRY_FACTOR = 2.0 ** 4
+FP16_MIN_NORM = 2.0 ** -8
 
 
 def _joint_params(joint) -> List[torch.Tensor]:
@@ -21,110 +68,305 @@ def _joint_params(joint) -> List[torch.Tensor]:
     return []
 
 
-def _run_samples(enc, pred, joint, params, targets, tl, ul, blank, clamp, fastemit_lambda, weights, want_grad):
-    """Per sample: logits, loss and (with want_grad) gradients, accumulated in fp32."""
+@dataclass
+class _Cfg:
+    blank: int
+    reduction: str
+    clamp: float
+    fastemit_lambda: float
+    max_chunk_bytes: Optional[float]
+    V: int
+    logits_dtype: torch.dtype
+    inplace_ok: bool
+    autocast: tuple  # (device_type, enabled, dtype)
+
+
+def _rng_devices(device):
+    return [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" \
+        else []
+
+
+def _get_rng(device):
+    cuda = [torch.cuda.get_rng_state(d) for d in _rng_devices(device)]
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng(device, state):
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    for d, s in zip(_rng_devices(device), cuda):
+        torch.cuda.set_rng_state(s, d)
+
+
+def _probe(joint, enc, pred):
+    """Run the joint on one node: V, the logits' dtype, and whether the logits may be overwritten by
+    their gradient (false when the joint's backward reads its own output). Leaves the RNG untouched."""
+    with torch.random.fork_rng(devices=_rng_devices(enc.device)), torch.enable_grad():
+        e = enc[:1, :1].detach().requires_grad_(True)
+        p = pred[:1, :1].detach().requires_grad_(True)
+        out = joint(e.unsqueeze(2), p.unsqueeze(1))
+        if not isinstance(out, torch.Tensor) or out.dim() != 4 or tuple(out.shape[:3]) != (1, 1, 1):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"joint returned {shape} for inputs of shape {tuple(e.unsqueeze(2).shape)} and "
+                             f"{tuple(p.unsqueeze(1).shape)}; expected logits of shape [1, 1, 1, V]")
+        if out.dtype not in V_.FLOAT_DTYPES:
+            raise ValueError(f"joint returned logits of dtype {out.dtype}; expected a floating dtype")
+        inplace_ok = True
+        if out.requires_grad:
+            torch.autograd.graph.increment_version(out)
+            try:
+                torch.autograd.grad(out, [e, p], torch.ones_like(out), allow_unused=True)
+            except RuntimeError:
+                inplace_ok = False
+    return out.shape[-1], out.dtype, inplace_ok
+
+
+class _Buffers:
+    """fp32 gradient accumulators (fp64 for fp64 tensors; None where no gradient is needed)."""
+
+    def __init__(self, enc, pred, params, need_enc, need_pred, need_params):
+        self.enc = torch.zeros(enc.shape, dtype=_acc(enc), device=enc.device) if need_enc else None
+        self.pred = torch.zeros(pred.shape, dtype=_acc(pred), device=pred.device) if need_pred else None
+        self.params = [torch.zeros(p.shape, dtype=_acc(p), device=p.device) if need_params else None
+                       for p in params]
+
+
+def _acc(x):
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _run_groups(groups: Sequence[Group], enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, weights, bufs):
+    """Costs [B] for all groups; with ``bufs``, accumulate ``sum_b weights[b] * d cost_b / d input``."""
     B = enc.shape[0]
-    costs = torch.empty(B, dtype=torch.float32, device=enc.device)
-    g_enc = torch.zeros(enc.shape, dtype=torch.float32, device=enc.device) if want_grad else None
-    g_pred = torch.zeros(pred.shape, dtype=torch.float32, device=pred.device) if want_grad else None
-    g_par = [torch.zeros(p.shape, dtype=torch.float32, device=p.device) for p in params] if want_grad else None
-    T_all, U_all = tl.tolist(), ul.tolist()
-    for b in range(B):
-        T_b, U_b = T_all[b], U_all[b]
-        e = enc[b:b + 1, :T_b].detach().requires_grad_(want_grad)
-        p = pred[b:b + 1, :U_b + 1].detach().requires_grad_(want_grad)
-        with torch.set_grad_enabled(want_grad):
+    device = enc.device
+    cost_dtype = torch.float64 if cfg.logits_dtype == torch.float64 else torch.float32
+    costs = torch.empty(B, dtype=cost_dtype, device=device)
+    for g in groups:
+        _run_group(g, enc, pred, joint, params, tg, tl, ul, cfg, weights, bufs, costs)
+    return costs
+
+
+def _run_group(g: Group, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, weights, bufs, costs):
+    device = enc.device
+    idx = torch.tensor(g.samples, device=device, dtype=torch.long)
+    n = len(g.samples)
+    tl_g, ul_g = tl.index_select(0, idx), ul.index_select(0, idx)
+    tg_g = tg.index_select(0, idx)[:, :g.U1 - 1]
+    want = bufs is not None
+    scale = None
+    if want:
+        w = weights.index_select(0, idx)
+        m = float(w.abs().max())
+        if m == 0.0:
+            want = False
+        else:
+            norm = FP16_GRAD_NORM if cfg.logits_dtype == torch.float16 else 1.0
+            scale = w * (norm / m)
+    rng = _get_rng(device) if want and cfg.logits_dtype == torch.float16 else None
+    while True:
+        e = enc.index_select(0, idx)[:, :g.T].detach()
+        p = pred.index_select(0, idx)[:, :g.U1].detach()
+        inputs = []
+        if want and bufs.enc is not None:
+            inputs.append(e.requires_grad_(True))
+        if want and bufs.pred is not None:
+            inputs.append(p.requires_grad_(True))
+        pidx = [i for i, b in enumerate(bufs.params) if b is not None] if want else []
+        inputs += [params[i] for i in pidx]
+        with torch.set_grad_enabled(want):
             logits = joint(e.unsqueeze(2), p.unsqueeze(1))
-        if logits.shape[:3] != (1, T_b, U_b + 1):
-            raise ValueError(f"joint returned logits of shape {tuple(logits.shape)} for inputs of shape "
-                             f"{tuple(e.unsqueeze(2).shape)} and {tuple(p.unsqueeze(1).shape)}; expected "
-                             f"[1, {T_b}, {U_b + 1}, V]")
-        cost, grad = rnnt_loss_and_grad(logits.detach().contiguous(), targets[b:b + 1, :U_b], tl[b:b + 1],
-                                        ul[b:b + 1], blank=blank, clamp=clamp, fastemit_lambda=fastemit_lambda,
-                                        compute_grad=want_grad,
-                                        grad_scale=weights[b:b + 1] if want_grad else None)
-        costs[b] = cost[0]
-        if want_grad:
-            inputs = [e, p] + params
-            grads = torch.autograd.grad(logits, inputs, grad_outputs=grad, allow_unused=True)
-            g_enc[b, :T_b] += grads[0][0].float()
-            g_pred[b, :U_b + 1] += grads[1][0].float()
-            for acc, g in zip(g_par, grads[2:]):
-                if g is not None:
-                    acc += g.float()
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (n, g.T, g.U1, cfg.V):
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"joint returned {shape} for inputs of shape {tuple(e.unsqueeze(2).shape)} and "
+                             f"{tuple(p.unsqueeze(1).shape)}; expected logits of shape [{n}, {g.T}, {g.U1}, "
+                             f"{cfg.V}]")
+        if not want or not logits.requires_grad:
+            c, _ = rnnt_loss_and_grad(logits.detach(), tg_g, tl_g, ul_g, blank=cfg.blank, clamp=cfg.clamp,
+                                      fastemit_lambda=cfg.fastemit_lambda, compute_grad=False)
+            costs.index_copy_(0, idx, c.to(costs.dtype))
+            return
+        ld = logits.detach()
+        inplace = cfg.inplace_ok
+        if inplace and not ld.is_contiguous():
+            ld = ld.contiguous()
+        fp64 = ld.dtype == torch.float64  # the kernels read grad_scale in fp32: scale fp64 gradients here
+        c, grad = rnnt_loss_and_grad(ld, tg_g, tl_g, ul_g, blank=cfg.blank, clamp=cfg.clamp,
+                                     fastemit_lambda=cfg.fastemit_lambda, inplace=inplace,
+                                     grad_scale=None if fp64 else scale.float())
+        if fp64:
+            grad.mul_(scale.view(-1, 1, 1, 1))
+        costs.index_copy_(0, idx, c.to(costs.dtype))
+        if inplace and ld.data_ptr() == logits.data_ptr():
+            torch.autograd.graph.increment_version(logits)
+        del ld
+        grads = torch.autograd.grad(logits, inputs, grad_outputs=grad, allow_unused=True)
         del logits, grad
-    return costs, g_enc, g_pred, g_par
+        if rng is not None and not bool(torch.stack([torch.isfinite(x).all() for x in grads if x is not None]).all()):
+            if scale.abs().max() / FP16_RETRY_FACTOR >= FP16_MIN_NORM:
+                # the fp16 backward of the joint overflowed: recompute with a smaller normalisation
+                scale = scale / FP16_RETRY_FACTOR
+                _set_rng(device, rng)
+                continue
+        break
+    inv = (m / float(scale.abs().max()))  # undo the normalisation: weights = scale * inv
+    k = 0
+    if bufs.enc is not None:
+        bufs.enc[idx, :g.T] += grads[k].to(bufs.enc.dtype) * inv
+        k += 1
+    if bufs.pred is not None:
+        bufs.pred[idx, :g.U1] += grads[k].to(bufs.pred.dtype) * inv
+        k += 1
+    for i in pidx:
+        if grads[k] is not None:
+            bufs.params[i] += grads[k].to(bufs.params[i].dtype) * inv
+        k += 1
+
+
+def _weights(reduction, B, ul, device):
+    w = torch.ones(B, dtype=torch.float64, device=device)
+    if reduction == "mean":
+        w /= B
+    elif reduction == "mean_volume":
+        w /= ul.sum().clamp_min(1).double()
+    return w
+
+
+def _plan(enc, tl, ul, cfg: _Cfg, grad_work: bool):
+    itemsize = torch.empty((), dtype=cfg.logits_dtype).element_size()
+    bytes_per_node = cfg.V * itemsize * (2 if grad_work else 1)
+    budget = cfg.max_chunk_bytes
+    if budget is None:
+        budget = default_budget(enc.device)
+    elif budget == float("inf"):
+        budget = None
+    return plan_groups(tl.tolist(), ul.tolist(), bytes_per_node, budget)
 
 
 class _SampleWise(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, enc, pred, targets, tl, ul, joint, opts, *params):
-        blank, reduction, clamp, fastemit_lambda = opts
-        want_grad = any(ctx.needs_input_grad[i] for i in (0, 1)) or any(ctx.needs_input_grad[7:])
+    def forward(ctx, enc, pred, tg, tl, ul, joint, cfg, needs, *params):
+        need_enc, need_pred, need_params = needs
         B = enc.shape[0]
-        scalar = reduction != "none"
-        weights = torch.ones(B, dtype=torch.float32, device=enc.device)
-        if reduction == "mean":
-            weights /= B
-        elif reduction == "mean_volume":
-            weights /= ul.sum().clamp_min(1).float()
-        costs, g_enc, g_pred, g_par = _run_samples(enc, pred, joint, list(params), targets, tl, ul, blank, clamp,
-                                                   fastemit_lambda, weights, want_grad and scalar)
-        ctx.scalar = scalar
-        ctx.joint, ctx.opts = joint, opts
-        ctx.enc_dtype, ctx.pred_dtype = enc.dtype, pred.dtype
-        ctx.param_dtypes = [p.dtype for p in params]
-        if want_grad and scalar:
-            ctx.save_for_backward(g_enc, g_pred, *g_par)
-        elif want_grad:
-            ctx.save_for_backward(enc, pred, targets, tl, ul, *params)
-        return reduce_costs(costs, ul, reduction)
+        groups = _plan(enc, tl, ul, cfg, True)
+        ctx.cfg, ctx.joint, ctx.needs = cfg, joint, needs
+        ctx.dtypes = (enc.dtype, pred.dtype, [p.dtype for p in params])
+        ctx.recompute = cfg.reduction == "none" and need_params
+        if ctx.recompute:
+            # costs now; every gradient in backward, weighted by grad_output (same RNG and autocast state)
+            ctx.rng = _get_rng(enc.device)
+            costs = _run_groups(groups, enc, pred, joint, params, tg, tl, ul, cfg, None, None)
+            ctx.groups = groups
+            ctx.save_for_backward(enc, pred, tg, tl, ul, *params)
+            return costs
+        w = _weights(cfg.reduction, B, ul, enc.device)
+        bufs = _Buffers(enc, pred, params, need_enc, need_pred, need_params)
+        costs = _run_groups(groups, enc, pred, joint, params, tg, tl, ul, cfg, w, bufs)
+        ctx.n_params = len(params)
+        ctx.save_for_backward(*(x if x is not None else torch.empty(0) for x in [bufs.enc, bufs.pred] + bufs.params))
+        return reduce_costs(costs, ul, cfg.reduction)
 
     @staticmethod
     def backward(ctx, grad_output):
-        if ctx.scalar:
-            g_enc, g_pred, *g_par = ctx.saved_tensors
-            go = grad_output.float()
-            out = [(g_enc * go).to(ctx.enc_dtype), (g_pred * go).to(ctx.pred_dtype)]
-            out_par = [g * go for g in g_par]
+        if torch.is_grad_enabled():
+            raise RuntimeError("samplewise_rnnt_loss does not support double backward (create_graph=True): its "
+                               "gradients are computed by the core op, not by differentiable operations")
+        cfg = ctx.cfg
+        need_enc, need_pred, need_params = ctx.needs
+        enc_dt, pred_dt, par_dts = ctx.dtypes
+        go = grad_output if grad_output.dtype == torch.float64 else grad_output.float()
+        if ctx.recompute:
+            enc, pred, tg, tl, ul, *params = ctx.saved_tensors
+            bufs = _Buffers(enc, pred, params, need_enc, need_pred, need_params)
+            dev_type, enabled, dtype = cfg.autocast
+            with torch.random.fork_rng(devices=_rng_devices(enc.device)), \
+                    torch.autocast(dev_type, dtype=dtype, enabled=enabled):
+                _set_rng(enc.device, ctx.rng)
+                _run_groups(ctx.groups, enc, pred, ctx.joint, params, tg, tl, ul, cfg, go.contiguous(), bufs)
+            g_enc, g_pred, g_par = bufs.enc, bufs.pred, bufs.params
         else:
-            enc, pred, targets, tl, ul, *params = ctx.saved_tensors
-            blank, _, clamp, fastemit_lambda = ctx.opts
-            _, g_enc, g_pred, g_par = _run_samples(enc, pred, ctx.joint, params, targets, tl, ul, blank, clamp,
-                                                   fastemit_lambda, grad_output.float().contiguous(), True)
-            out = [g_enc.to(ctx.enc_dtype), g_pred.to(ctx.pred_dtype)]
-            out_par = g_par
-        out_par = [g.to(dt) for g, dt in zip(out_par, ctx.param_dtypes)]
-        return (out[0], out[1], None, None, None, None, None, *out_par)
+            g_enc, g_pred, *g_par = ctx.saved_tensors
+            if cfg.reduction == "none":  # per-sample gradients were computed with unit weights
+                shape = (-1, 1, 1)
+                g_enc = g_enc * go.view(shape) if need_enc else None
+                g_pred = g_pred * go.view(shape) if need_pred else None
+            else:
+                g_enc = g_enc * go if need_enc else None
+                g_pred = g_pred * go if need_pred else None
+                g_par = [g * go if need_params else None for g in g_par]
+            if not need_params:
+                g_par = [None] * len(g_par)
+        out_enc = g_enc.to(enc_dt) if g_enc is not None else None
+        out_pred = g_pred.to(pred_dt) if g_pred is not None else None
+        out_par = [g.to(dt) if g is not None else None for g, dt in zip(g_par, par_dts)]
+        return (out_enc, out_pred, None, None, None, None, None, None, *out_par)
 
 
 def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, encoder_lengths, target_lengths,
                          blank=0, reduction="mean", clamp=-1.0, fastemit_lambda=0.0, max_chunk_bytes=None,
                          fused=None):
-    """Transducer loss computed sample by sample; equals
-    ``rnnt_loss(joint(encoder_out.unsqueeze(2), predictor_out.unsqueeze(1)), ...)`` in value and gradients
-    (w.r.t. ``encoder_out`` [B, T, He], ``predictor_out`` [B, U+1, Hp] and the joint's parameters)."""
+    """Transducer loss computed group by group without the ``[B, T, U+1, V]`` logits.
+
+    Equals ``rnnt_loss(joint(encoder_out.unsqueeze(2), predictor_out.unsqueeze(1)), targets,
+    encoder_lengths, target_lengths, blank, reduction, clamp, fastemit_lambda)`` in value and in its
+    gradients w.r.t. ``encoder_out``, ``predictor_out`` and every parameter of ``joint``.
+
+    Args:
+        encoder_out: ``[B, T, He]`` float tensor.
+        predictor_out: ``[B, U+1, Hp]`` (predictor output for blank + labels), same device.
+        joint: module or callable mapping ``[n, T, 1, He]``, ``[n, 1, U+1, Hp]`` to ``[n, T, U+1, V]``,
+            pointwise in ``(t, u)``. Its parameters (``joint.parameters()``) receive gradients.
+        targets: ``[B, U]`` int32/int64; ``encoder_lengths`` (``T_b``), ``target_lengths`` (``U_b``): ``[B]``.
+        blank, reduction, clamp, fastemit_lambda: as in :func:`samplewise_rnnt.rnnt_loss`.
+        max_chunk_bytes: memory budget of one group (logits plus gradient work space); ``None``: the
+            default of :func:`samplewise_rnnt.planner.default_budget`; ``1``: one sample at a time;
+            ``float('inf')``: the whole batch in one group.
+        fused: ``None`` or ``False`` (the fused output layer is not available yet); ``True`` raises.
+
+    Returns:
+        the reduced loss (fp32), or per-sample losses ``[B]`` for ``reduction="none"``.
+    """
     V_.check_reduction(reduction)
     V_.check_scalars(clamp, fastemit_lambda)
     V_.check_tensor("encoder_out", encoder_out, 3, V_.FLOAT_DTYPES)
-    V_.check_tensor("predictor_out", predictor_out, 3, V_.FLOAT_DTYPES, encoder_out.device)
+    V_.check_tensor("predictor_out", predictor_out, 3, V_.FLOAT_DTYPES)
+    if predictor_out.device != encoder_out.device:
+        raise ValueError(f"predictor_out is on {predictor_out.device} but encoder_out is on {encoder_out.device}")
     B, T, _ = encoder_out.shape
+    if B < 1 or T < 1:
+        raise ValueError(f"encoder_out must be non-empty in B and T, got shape {tuple(encoder_out.shape)}")
     if predictor_out.shape[0] != B:
         raise ValueError(f"predictor_out has batch size {predictor_out.shape[0]} but encoder_out has {B}")
     U1 = predictor_out.shape[1]
     if U1 < 1:
         raise ValueError(f"predictor_out must have U+1 >= 1 steps, got shape {tuple(predictor_out.shape)}")
-    tg, tl, ul = V_.check_lengths_and_targets(targets, encoder_lengths, target_lengths, B, T, U1 - 1, 2 ** 62, -1,
-                                              encoder_out.device, length_name="encoder_lengths", check_labels=False)
+    if max_chunk_bytes is not None and (isinstance(max_chunk_bytes, bool) or
+                                        not isinstance(max_chunk_bytes, (int, float)) or not max_chunk_bytes > 0):
+        raise ValueError(f"max_chunk_bytes must be a positive number of bytes or None, got {max_chunk_bytes!r}")
     if fused:  # the fused output layer (issue 8) plugs in here
         raise NotImplementedError("fused=True: the fused output layer is not available yet")
+    if not callable(joint):
+        raise TypeError(f"joint must be a module or callable, got {type(joint).__name__}")
+    V, logits_dtype, inplace_ok = _probe(joint, encoder_out, predictor_out)
+    blank = V_.normalize_blank(blank, V)
+    tg, tl, ul = V_.check_lengths_and_targets(targets, encoder_lengths, target_lengths, B, T, U1 - 1, V, blank,
+                                              encoder_out.device, length_name="encoder_lengths")
+    dev_type = encoder_out.device.type
+    autocast = (dev_type, torch.is_autocast_enabled(dev_type), torch.get_autocast_dtype(dev_type))
+    cfg = _Cfg(blank, reduction, float(clamp), float(fastemit_lambda), max_chunk_bytes, V, logits_dtype,
+               inplace_ok, autocast)
     params = _joint_params(joint)
-    opts = (blank, reduction, float(clamp), float(fastemit_lambda))
-    return _SampleWise.apply(encoder_out, predictor_out, tg, tl, ul, joint, opts, *params)
+    grad_on = torch.is_grad_enabled()
+    needs = (grad_on and encoder_out.requires_grad, grad_on and predictor_out.requires_grad,
+             grad_on and len(params) > 0)
+    if not any(needs):  # validation: the loss only
+        groups = _plan(encoder_out, tl, ul, cfg, False)
+        costs = _run_groups(groups, encoder_out, predictor_out, joint, params, tg, tl, ul, cfg, None, None)
+        return reduce_costs(costs, ul, reduction)
+    return _SampleWise.apply(encoder_out, predictor_out, tg, tl, ul, joint, cfg, needs, *params)
 
 
 class SampleWiseRNNTLoss(torch.nn.Module):
-    """Module form of :func:`samplewise_rnnt_loss`; ``joint`` is registered as a submodule."""
+    """Module form of :func:`samplewise_rnnt_loss`; ``joint`` is registered as a submodule (if a module)."""
 
     def __init__(self, joint, blank=0, reduction="mean", clamp=-1.0, fastemit_lambda=0.0, max_chunk_bytes=None):
         super().__init__()
@@ -138,3 +380,7 @@ class SampleWiseRNNTLoss(torch.nn.Module):
         return samplewise_rnnt_loss(encoder_out, predictor_out, self.joint, targets, encoder_lengths, target_lengths,
                                     self.blank, self.reduction, self.clamp, self.fastemit_lambda,
                                     self.max_chunk_bytes)
+
+    def extra_repr(self):
+        return (f"blank={self.blank}, reduction={self.reduction!r}, clamp={self.clamp}, "
+                f"fastemit_lambda={self.fastemit_lambda}, max_chunk_bytes={self.max_chunk_bytes}")
