@@ -1,0 +1,196 @@
+"""``python -m recipes.benchmark --preset {core,engine,paper,sweep} ...``: see recipes/benchmark/__init__.py."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from typing import List
+
+import torch
+
+from .methods import METHODS
+from .presets import PRESETS
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def build_cases(preset: dict, devices: List[str], dtype: str, repeats: int, max_chunk_bytes, methods=None):
+    cases = []
+    for device in devices:
+        for shape in preset["shapes"][device]:
+            shape = dict(shape)
+            names = shape.pop("methods", None) or preset["methods"]
+            for name in names:
+                if methods and name not in methods:
+                    continue
+                case = dict(preset["common"], **shape)
+                case.update(method=name, device=device, dtype=dtype, level=preset["level"],
+                            repeats=preset.get("repeats", repeats) if repeats is None else repeats)
+                if max_chunk_bytes is not None:
+                    case["max_chunk_bytes"] = max_chunk_bytes
+                cases.append(case)
+    return cases
+
+
+def run_in_subprocess(case: dict) -> dict:
+    env = dict(os.environ)
+    plugin = os.path.join(REPO, "plugin")
+    env["PYTHONPATH"] = os.pathsep.join([REPO, plugin] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    proc = subprocess.run([sys.executable, "-m", "recipes.benchmark.runner", json.dumps(case)], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"error": f"subprocess exited with {proc.returncode} (killed for memory?): {' | '.join(tail)}"}
+
+
+def shape_str(case):
+    s = f"B={case['B']} T={case['T']} U={case['U']} V={case['V']}"
+    if case["level"] == "joint":
+        s += f" H={case['Hj']}"
+    if case.get("short_frac"):
+        s += f" ({int(case['short_frac'] * 100)}% at 3/4)"
+    return s
+
+
+def table(rows) -> str:
+    """Markdown table; ratios against the preset's baseline (its first method) on the same shape/device/dtype."""
+    out = ["| method | device | dtype | shape | time ms | peak growth MiB | inputs MiB | time ratio | memory ratio |",
+           "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    base = {}
+    for case, res in rows:
+        key = (case["device"], case["dtype"], shape_str(case))
+        if "error" not in res and "skipped" not in res and key not in base:
+            base[key] = res
+    for case, res in rows:
+        key = (case["device"], case["dtype"], shape_str(case))
+        head = f"| {case['method']} | {case['device']} | {case['dtype']} | {shape_str(case)} |"
+        if "skipped" in res:
+            out.append(f"{head} skipped: {res['skipped']} | | | | |")
+            continue
+        if "error" in res:
+            out.append(f"{head} error: {res['error'][:160]} | | | | |")
+            continue
+        b = base.get(key)
+        tr = f"{res['time_ms'] / b['time_ms']:.2f}" if b else ""
+        mr = f"{res['peak_mib'] / b['peak_mib']:.3f}" if b and b["peak_mib"] > 0 else ""
+        out.append(f"{head} {res['time_ms']:.1f} | {res['peak_mib']:.1f} | {res['inputs_mib']:.1f} | {tr} | {mr} |")
+    return "\n".join(out)
+
+
+def grad_buffer_mib(case):
+    """The engine's fp32 gradient buffers: encoder_out, predictor_out and the joint's parameters."""
+    B, T, U, V, He, Hp, Hj = (case[k] for k in ("B", "T", "U", "V", "He", "Hp", "Hj"))
+    params = He * Hj + Hj + Hp * Hj + Hj * V + V
+    return 4 * (B * T * He + B * (U + 1) * Hp + params) / 2 ** 20
+
+
+def plot(rows, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    series = {}
+    for case, res in rows:
+        if "peak_mib" in res:
+            series.setdefault((case["method"], case["device"], case["dtype"]), []).append((case["B"], res["peak_mib"]))
+    for (m, d, dt), pts in series.items():
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{m} ({d}, {dt})")
+    joint_cases = sorted({c["B"]: c for c, _ in rows if c["level"] == "joint"}.items())
+    if joint_cases:
+        ax.plot([b for b, _ in joint_cases], [grad_buffer_mib(c) for _, c in joint_cases], "k--",
+                label="gradient buffers (enc, pred, joint params; fp32)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size B")
+    ax.set_ylabel("peak memory growth (MiB)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def paper_note(preset, rows):
+    full = dict(preset["common"], **preset["full"])
+    B, T, U, V, He, Hp = (full[k] for k in ("B", "T", "U", "V", "He", "Hp"))
+    logits = B * T * (U + 1) * V * 4 / 2 ** 30
+    inputs = (B * T * He + B * (U + 1) * Hp) * 4 / 2 ** 30
+    lines = [f"Full configuration B={B}: encoder + predictor outputs {inputs:.2f} GiB (fp32); the batched logits alone "
+             f"would be {logits:.0f} GiB (fp32), their gradient as much again; the engine's gradient buffers "
+             f"{grad_buffer_mib(full) / 1024:.2f} GiB."]
+    for case, res in rows:
+        if case["method"] == "samplewise" and "peak_mib" in res:
+            lines.append(f"- measured {case['device']} B={case['B']}: sample-wise peak growth {res['peak_mib']:.0f} MiB "
+                         f"beside inputs of {res['inputs_mib']:.0f} MiB; one sample's logits are "
+                         f"{T * (U + 1) * V * 4 / 2 ** 20:.0f} MiB")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m recipes.benchmark", description=__doc__)
+    ap.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    ap.add_argument("--device", choices=["cpu", "cuda"], action="append",
+                    help="repeatable; default: cpu, plus cuda when a GPU is present")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                    help="logits dtype (logits level) or autocast dtype of the joint (joint level)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default: 2, 1 for sweep/paper)")
+    ap.add_argument("--methods", nargs="+", choices=sorted(METHODS), help="restrict to these methods")
+    ap.add_argument("--max-chunk-bytes", type=float, default=None, help="the sample-wise engine's group budget")
+    ap.add_argument("--plot", help="PNG of peak memory growth against B")
+    ap.add_argument("--save", help="write the tables (markdown) here")
+    args = ap.parse_args(argv)
+    preset = PRESETS[args.preset]
+    devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    if "cuda" in devices and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is visible")
+    repeats = args.repeats if args.repeats is not None else preset.get("repeats", 2)
+    cases = build_cases(preset, devices, args.dtype, repeats, args.max_chunk_bytes, args.methods)
+    from tqdm import tqdm
+
+    rows = []
+    for case in tqdm(cases, desc=f"preset {args.preset}", unit="case"):
+        method = METHODS[case["method"]]
+        why = method.why_unavailable(case)
+        res = {"skipped": why} if why else run_in_subprocess(case)
+        rows.append((case, res))
+        tqdm.write(f"{case['method']:>20} {case['device']} {case['dtype']} {shape_str(case)}: "
+                   + (json.dumps(res) if "time_ms" not in res else
+                      f"{res['time_ms']:.1f} ms, peak +{res['peak_mib']:.1f} MiB"))
+    cmd = "python -m recipes.benchmark " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    gpu = torch.cuda.get_device_name() if "cuda" in devices else None
+    header = [f"## preset `{args.preset}`: {preset['description']}", "",
+              f"Command: `{cmd}`  ",
+              f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}; host: {platform.node()}, "
+              f"{os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+              + (f"; GPU: {gpu}" if gpu else "") + "  ",
+              f"Peak memory growth: {'VmHWM/ru_maxrss over the RSS after the inputs are built' if 'cpu' in devices else ''}"
+              f"{'; ' if len(devices) > 1 else ''}"
+              f"{'torch.cuda.max_memory_allocated over the allocation after the inputs are built' if 'cuda' in devices else ''}"
+              f". Time: median of {repeats} step(s) after a warm-up. Ratios against the first method of each shape.",
+              ""]
+    text = "\n".join(header) + table(rows) + "\n"
+    if args.preset == "paper":
+        text += "\n" + paper_note(preset, rows) + "\n"
+    print(text)
+    if args.save:
+        with open(args.save, "a") as f:
+            f.write(text + "\n")
+    if args.plot:
+        plot(rows, args.plot, f"preset {args.preset}: {preset['description'][:70]}")
+        print(f"plot written to {args.plot}")
+    return 0 if all("error" not in r for _, r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The benchmarked methods, registered by name in :data:`METHODS`.
+
+Two levels:
+
+* ``logits``: the loss on materialised logits ``[B, T, U+1, V]`` (the input), forward + backward.
+* ``joint``: the whole output side of a transducer: ``joint(enc, pred)`` then the loss, forward +
+  backward to ``encoder_out``, ``predictor_out`` and the joint's parameters. The inputs are the
+  encoder and predictor outputs and the joint.
+
+A method is ``Method(level, make, why_unavailable)``: ``make(inputs, case)`` returns a function that
+runs one forward + backward step (and drops the gradients it produced); ``why_unavailable(case)``
+returns a reason to skip or ``None``. Adding the fused output layer later::
+
+    METHODS["fused"] = Method("joint", lambda inp, case: _joint_step(
+        inp, lambda e, p: swr.samplewise_rnnt_loss(e, p, inp["joint"], *inp["labels"], blank=case["blank"],
+                                                   fused=True)))
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import torch
+
+import samplewise_rnnt as swr
+from samplewise_rnnt.ops import rnnt_loss_and_grad
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class TanhJoint(torch.nn.Module):
+    """The usual transducer joint (ESPnet's JointNetwork, NeMo's RNNTJoint): Linear(enc) + Linear(pred),
+    tanh, Linear to V."""
+
+    def __init__(self, he, hp, hj, v):
+        super().__init__()
+        self.lin_enc = torch.nn.Linear(he, hj)
+        self.lin_dec = torch.nn.Linear(hp, hj, bias=False)
+        self.lin_out = torch.nn.Linear(hj, v)
+
+    def forward(self, enc, pred):
+        return self.lin_out(torch.tanh(self.lin_enc(enc) + self.lin_dec(pred)))
+
+
+@dataclass
+class Method:
+    level: str  # "logits" or "joint"
+    make: Callable[[dict, dict], Callable[[], None]]
+    why_unavailable: Callable[[dict], Optional[str]] = lambda case: None
+    max_repeats: Optional[int] = None  # for very slow methods
+    description: str = ""
+
+
+def lengths(case, device):
+    """T_b and U_b: every sample full length, except a fraction ``short_frac`` (every other sample for
+    0.5) at 3/4 of T and U."""
+    B, T, U = case["B"], case["T"], case["U"]
+    short = torch.zeros(B, dtype=torch.bool)
+    k = int(round(B * case.get("short_frac", 0.0)))
+    if k:
+        short[torch.linspace(B - 1, 0, k).round().long()] = True  # spread over the batch
+    tl = torch.where(short, torch.tensor(max(1, (3 * T) // 4)), torch.tensor(T))
+    ul = torch.where(short, torch.tensor((3 * U) // 4), torch.tensor(U))
+    return tl.int().to(device), ul.int().to(device)
+
+
+def build_inputs(case) -> dict:
+    """The inputs of one case, built before the memory baseline is taken."""
+    g = torch.Generator().manual_seed(case.get("seed", 0))
+    device = torch.device(case["device"])
+    B, T, U, V = case["B"], case["T"], case["U"], case["V"]
+    blank = case["blank"] % V
+    labels = torch.tensor([v for v in range(V) if v != blank])
+    targets = labels[torch.randint(0, V - 1, (B, U), generator=g)].int().to(device)
+    tl, ul = lengths(case, device)
+    if case["level"] == "logits":
+        dtype = DTYPES[case["dtype"]]
+        logits = torch.randn(B, T, U + 1, V, generator=g).to(device=device, dtype=dtype)
+        return {"logits": logits, "labels": (targets, tl, ul), "bytes": logits.numel() * logits.element_size()}
+    torch.manual_seed(case.get("seed", 0))
+    joint = TanhJoint(case["He"], case["Hp"], case["Hj"], V).to(device)
+    enc = torch.randn(B, T, case["He"], generator=g).to(device).requires_grad_(True)
+    pred = torch.randn(B, U + 1, case["Hp"], generator=g).to(device).requires_grad_(True)
+    nbytes = sum(x.numel() * x.element_size() for x in [enc, pred, *joint.parameters()])
+    return {"enc": enc, "pred": pred, "joint": joint, "labels": (targets, tl, ul), "bytes": nbytes}
+
+
+# ---- logits level ---------------------------------------------------------------------------------------
+def _logits_step(inp, loss_fn):
+    logits = inp["logits"].requires_grad_(True)
+
+    def step():
+        loss_fn(logits, *inp["labels"]).backward()
+        logits.grad = None
+
+    return step
+
+
+def _make_torchaudio(inp, case):
+    import torchaudio
+
+    return _logits_step(inp, lambda x, tg, tl, ul: torchaudio.functional.rnnt_loss(x, tg, tl, ul, blank=case["blank"]))
+
+
+def _make_swr(inp, case):
+    return _logits_step(inp, lambda x, tg, tl, ul: swr.rnnt_loss(x, tg, tl, ul, blank=case["blank"]))
+
+
+def _make_swr_inplace(inp, case):
+    logits = inp["logits"]
+
+    def step():  # loss and gradient, the gradient written over the logits (as the engine uses it)
+        rnnt_loss_and_grad(logits, *inp["labels"], blank=case["blank"], inplace=True)
+
+    return step
+
+
+def _make_nemo_numba(inp, case):
+    from nemo.collections.asr.parts.numba.rnnt_loss.rnnt_pytorch import RNNTLossNumba
+
+    loss = RNNTLossNumba(blank=case["blank"] % case["V"], reduction="mean")
+    return _logits_step(inp, lambda x, tg, tl, ul: loss(x, tg.long(), tl.long(), ul.long()))
+
+
+def _torchaudio_unavailable(case):
+    if importlib.util.find_spec("torchaudio") is None:
+        return "torchaudio is not installed"
+    if case["level"] == "logits" and case["dtype"] == "bfloat16":
+        return "torchaudio's rnnt_loss has no bfloat16 kernel"
+    return None
+
+
+def _nemo_unavailable(case):
+    if importlib.util.find_spec("nemo") is None:
+        return "NeMo is not installed"
+    if case["dtype"] != "float32":
+        return "NeMo's numba loss computes in float32 only"
+    return None
+
+
+# ---- joint level ----------------------------------------------------------------------------------------
+def _joint_step(inp, loss_fn, case):
+    enc, pred, joint = inp["enc"], inp["pred"], inp["joint"]
+    params = list(joint.parameters())
+    dtype = DTYPES[case["dtype"]]
+    autocast = dtype != torch.float32
+
+    def step():
+        with torch.autocast(enc.device.type, dtype=dtype, enabled=autocast):
+            loss = loss_fn(enc, pred)
+        loss.backward()
+        for x in [enc, pred, *params]:
+            x.grad = None
+
+    return step
+
+
+def _make_batched(loss_name):
+    def make(inp, case):
+        import torchaudio
+
+        joint = inp["joint"]
+        fn = {"torchaudio": torchaudio.functional.rnnt_loss, "swr": swr.rnnt_loss}[loss_name]
+
+        def loss(e, p):
+            logits = joint(e.unsqueeze(2), p.unsqueeze(1))
+            if loss_name == "torchaudio" and logits.dtype == torch.bfloat16:
+                logits = logits.float()
+            return fn(logits, *inp["labels"], blank=case["blank"])
+
+        return _joint_step(inp, loss, case)
+
+    return make
+
+
+def _make_samplewise(inp, case):
+    joint = inp["joint"]
+    return _joint_step(inp, lambda e, p: swr.samplewise_rnnt_loss(
+        e, p, joint, *inp["labels"], blank=case["blank"], max_chunk_bytes=case.get("max_chunk_bytes")), case)
+
+
+METHODS: Dict[str, Method] = {
+    # logits level (issue 3: the core op)
+    "torchaudio": Method("logits", _make_torchaudio, _torchaudio_unavailable,
+                         description="torchaudio.functional.rnnt_loss"),
+    "swr": Method("logits", _make_swr, description="samplewise_rnnt.rnnt_loss"),
+    "swr_inplace": Method("logits", _make_swr_inplace,
+                          description="samplewise_rnnt.ops.rnnt_loss_and_grad(inplace=True)"),
+    "nemo_numba": Method("logits", _make_nemo_numba, _nemo_unavailable, max_repeats=1,
+                         description="NeMo RNNTLossNumba (warprnnt_numba)"),
+    # joint level (issue 4: the sample-wise engine)
+    "batched_torchaudio": Method("joint", _make_batched("torchaudio"), _torchaudio_unavailable,
+                                 description="joint on the whole batch + torchaudio rnnt_loss"),
+    "batched_swr": Method("joint", _make_batched("swr"), description="joint on the whole batch + samplewise_rnnt.rnnt_loss"),
+    "samplewise": Method("joint", _make_samplewise, description="samplewise_rnnt.samplewise_rnnt_loss"),
+}

@@ -1,0 +1,54 @@
+"""Named benchmark configurations: which methods, on which shapes, per device.
+
+Each preset gives ``methods`` (the first is the baseline of the ratio columns), ``shapes`` per device
+(a list of dicts; missing keys come from ``common``) and a description.
+"""
+from __future__ import annotations
+
+# the core op (issue 3): NeMo's blank is the last class, so every method uses blank = V - 1 here
+CORE = {
+    "description": "the core op on materialised logits, forward + backward, blank = V-1 (NeMo's convention)",
+    "level": "logits",
+    "methods": ["torchaudio", "swr", "swr_inplace", "nemo_numba"],
+    "common": {"T": 200, "U": 50, "V": 512, "blank": -1, "short_frac": 0.0},
+    "shapes": {"cpu": [{"B": 16}], "cuda": [{"B": 16}, {"B": 64}]},
+}
+
+# the sample-wise engine (issue 4): the done-criterion configuration
+ENGINE = {
+    "description": "joint + loss + gradients, batched (materialised logits) vs sample-wise; half the samples at "
+                   "3/4 length",
+    "level": "joint",
+    "methods": ["batched_swr", "batched_torchaudio", "samplewise"],
+    "common": {"T": 200, "U": 40, "V": 1024, "Hj": 320, "He": 512, "Hp": 320, "blank": 0, "short_frac": 0.5},
+    "shapes": {"cpu": [{"B": 32}], "cuda": [{"B": 32}, {"B": 128}]},
+}
+
+# peak memory against B (the plot)
+SWEEP = {
+    "description": "the engine preset's shape at growing B (peak memory against B)",
+    "level": "joint",
+    "methods": ["batched_swr", "samplewise"],
+    "common": dict(ENGINE["common"]),
+    "shapes": {"cpu": [{"B": b} for b in (1, 2, 4, 8, 16, 32)],
+               "cuda": [{"B": b} for b in (1, 4, 16, 64, 128, 256)]},
+    "repeats": 1,
+}
+
+# the paper's headline (Braun et al. 2022): B = 1024, 40 s of audio (T = 1000 frames of 40 ms), U = 160,
+# V = 1024, joint 640, encoder 512; on the CPU at reduced B
+PAPER = {
+    "description": "the paper's headline configuration (B=1024, T=1000, U=160, V=1024, joint 640, encoder 512); "
+                   "the CPU runs it at reduced B",
+    "level": "joint",
+    "methods": ["batched_swr", "samplewise"],
+    "common": {"T": 1000, "U": 160, "V": 1024, "Hj": 640, "He": 512, "Hp": 640, "blank": 0, "short_frac": 0.0},
+    "shapes": {"cpu": [{"B": 1, "methods": ["batched_swr", "samplewise"]}, {"B": 2, "methods": ["samplewise"]},
+                       {"B": 4, "methods": ["samplewise"]}],
+               "cuda": [{"B": 8, "methods": ["batched_swr", "samplewise"]},
+                        {"B": 1024, "methods": ["samplewise"]}]},
+    "repeats": 1,
+    "full": {"B": 1024},
+}
+
+PRESETS = {"core": CORE, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER}

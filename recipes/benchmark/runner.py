@@ -1,0 +1,99 @@
+"""One benchmark case in this (fresh) process: ``python -m recipes.benchmark.runner '<case json>'``.
+
+Prints one line ``RESULT {json}`` with ``time_ms`` (median over the timed repeats), ``peak_mib``
+(peak memory growth over the memory held once the inputs are built) and ``inputs_mib``.
+Order: build the inputs; warm up on a tiny copy of the case (JIT compilers, thread pools, lazy
+initialisation); release what the warm-up left; take the memory baseline; time ``repeats`` steps.
+"""
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+from .methods import METHODS, build_inputs
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's high-water mark of this process's RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes(reset_ok: bool):
+    if reset_ok:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _trim():
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+def run_case(case: dict) -> dict:
+    method = METHODS[case["method"]]
+    cuda = case["device"].startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    inputs = build_inputs(case)
+    # warm-up on a tiny version of the case
+    tiny = dict(case, B=min(case["B"], 2), T=min(case["T"], 4), U=min(case["U"], 2))
+    tiny_inputs = build_inputs(tiny)
+    method.make(tiny_inputs, tiny)()
+    sync()
+    del tiny_inputs
+    step = method.make(inputs, case)
+    _trim()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_bytes()
+        reset_ok = _reset_peak_rss()
+    repeats = case["repeats"] if method.max_repeats is None else min(case["repeats"], method.max_repeats)
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    peak = (torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes(reset_ok)) - base
+    return {"time_ms": statistics.median(times), "peak_mib": max(peak, 0) / 2 ** 20,
+            "inputs_mib": inputs["bytes"] / 2 ** 20, "repeats": repeats,
+            "peak_source": "cuda.max_memory_allocated" if cuda else ("VmHWM" if reset_ok else "ru_maxrss")}
+
+
+def main():
+    case = json.loads(sys.argv[1])
+    try:
+        res = run_case(case)
+    except Exception as exc:  # reported as a failed row, not a crash of the whole benchmark
+        res = {"error": f"{type(exc).__name__}: {exc}"}
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+if __name__ == "__main__":
+    main()
