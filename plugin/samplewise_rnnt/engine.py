@@ -153,15 +153,13 @@ def _run_group(g: Group, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, weight
     tl_g, ul_g = tl.index_select(0, idx), ul.index_select(0, idx)
     tg_g = tg.index_select(0, idx)[:, :g.U1 - 1]
     want = bufs is not None
-    scale = None
-    if want:
-        w = weights.index_select(0, idx)
-        m = float(w.abs().max())
+    if want:  # per-sample weights, on the host (no device synchronisation)
+        w = [weights[b] for b in g.samples]
+        m = max(abs(x) for x in w)
         if m == 0.0:
             want = False
         else:
-            norm = FP16_GRAD_NORM if cfg.logits_dtype == torch.float16 else 1.0
-            scale = w * (norm / m)
+            factor = (FP16_GRAD_NORM if cfg.logits_dtype == torch.float16 else 1.0) / m
     rng = _get_rng(device) if want and cfg.logits_dtype == torch.float16 else None
     while True:
         e = enc.index_select(0, idx)[:, :g.T].detach()
@@ -190,9 +188,10 @@ def _run_group(g: Group, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, weight
         if inplace and not ld.is_contiguous():
             ld = ld.contiguous()
         fp64 = ld.dtype == torch.float64  # the kernels read grad_scale in fp32: scale fp64 gradients here
+        scale = torch.tensor([x * factor for x in w], dtype=torch.float64 if fp64 else torch.float32).to(device)
         c, grad = rnnt_loss_and_grad(ld, tg_g, tl_g, ul_g, blank=cfg.blank, clamp=cfg.clamp,
                                      fastemit_lambda=cfg.fastemit_lambda, inplace=inplace,
-                                     grad_scale=None if fp64 else scale.float())
+                                     grad_scale=None if fp64 else scale)
         if fp64:
             grad.mul_(scale.view(-1, 1, 1, 1))
         costs.index_copy_(0, idx, c.to(costs.dtype))
@@ -202,13 +201,13 @@ def _run_group(g: Group, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, weight
         grads = torch.autograd.grad(logits, inputs, grad_outputs=grad, allow_unused=True)
         del logits, grad
         if rng is not None and not bool(torch.stack([torch.isfinite(x).all() for x in grads if x is not None]).all()):
-            if scale.abs().max() / FP16_RETRY_FACTOR >= FP16_MIN_NORM:
+            if factor * m / FP16_RETRY_FACTOR >= FP16_MIN_NORM:
                 # the fp16 backward of the joint overflowed: recompute with a smaller normalisation
-                scale = scale / FP16_RETRY_FACTOR
+                factor /= FP16_RETRY_FACTOR
                 _set_rng(device, rng)
                 continue
         break
-    inv = (m / float(scale.abs().max()))  # undo the normalisation: weights = scale * inv
+    inv = 1.0 / factor  # undo the normalisation: weights = scale * inv
     k = 0
     if bufs.enc is not None:
         bufs.enc[idx, :g.T] += grads[k].to(bufs.enc.dtype) * inv
@@ -222,13 +221,13 @@ def _run_group(g: Group, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, weight
         k += 1
 
 
-def _weights(reduction, B, ul, device):
-    w = torch.ones(B, dtype=torch.float64, device=device)
+def _weights(reduction, B, ul_list):
+    """Per-sample weights of the scalar reductions, as host floats."""
     if reduction == "mean":
-        w /= B
-    elif reduction == "mean_volume":
-        w /= ul.sum().clamp_min(1).double()
-    return w
+        return [1.0 / B] * B
+    if reduction == "mean_volume":
+        return [1.0 / max(1, sum(ul_list))] * B
+    return [1.0] * B
 
 
 def _plan(enc, tl, ul, cfg: _Cfg, grad_work: bool):
@@ -258,7 +257,7 @@ class _SampleWise(torch.autograd.Function):
             ctx.groups = groups
             ctx.save_for_backward(enc, pred, tg, tl, ul, *params)
             return costs
-        w = _weights(cfg.reduction, B, ul, enc.device)
+        w = _weights(cfg.reduction, B, ul.tolist())
         bufs = _Buffers(enc, pred, params, need_enc, need_pred, need_params)
         costs = _run_groups(groups, enc, pred, joint, params, tg, tl, ul, cfg, w, bufs)
         ctx.n_params = len(params)
@@ -281,7 +280,7 @@ class _SampleWise(torch.autograd.Function):
             with torch.random.fork_rng(devices=_rng_devices(enc.device)), \
                     torch.autocast(dev_type, dtype=dtype, enabled=enabled):
                 _set_rng(enc.device, ctx.rng)
-                _run_groups(ctx.groups, enc, pred, ctx.joint, params, tg, tl, ul, cfg, go.contiguous(), bufs)
+                _run_groups(ctx.groups, enc, pred, ctx.joint, params, tg, tl, ul, cfg, go.double().tolist(), bufs)
             g_enc, g_pred, g_par = bufs.enc, bufs.pred, bufs.params
         else:
             g_enc, g_pred, *g_par = ctx.saved_tensors
