@@ -29,8 +29,8 @@ Modes:
   (exact for any ``grad_output``); the RNG state and autocast state of forward are restored, so a
   dropout joint sees the same masks.
 * Mixed precision: under ``torch.autocast`` the joint runs in bf16/fp16 and the loss math in fp32.
-  The logits-gradient handed to the joint's backward is normalised per group to a largest
-  per-sample weight of ``2**8`` for fp16 logits (1 otherwise) instead of carrying ``1/B``, so fp16
+  For fp16 logits the logits-gradient handed to the joint's backward is normalised per group to a
+  largest per-sample weight of ``2**8`` instead of carrying ``1/B``, so fp16
   gradients do not underflow before a grad scaler's scale is known; the fp32 buffers undo the
   normalisation. If the joint's fp16 backward overflows, the group is recomputed (same RNG state)
   with a smaller normalisation.
@@ -159,7 +159,8 @@ def _run_group(g: Group, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, weight
         if m == 0.0:
             want = False
         else:
-            factor = (FP16_GRAD_NORM if cfg.logits_dtype == torch.float16 else 1.0) / m
+            # fp16: normalise the largest weight to FP16_GRAD_NORM; otherwise the weights as they are
+            factor = FP16_GRAD_NORM / m if cfg.logits_dtype == torch.float16 else 1.0
     rng = _get_rng(device) if want and cfg.logits_dtype == torch.float16 else None
     while True:
         e = enc.index_select(0, idx)[:, :g.T].detach()
@@ -195,8 +196,9 @@ def _run_group(g: Group, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, weight
         if fp64:
             grad.mul_(scale.view(-1, 1, 1, 1))
         costs.index_copy_(0, idx, c.to(costs.dtype))
-        if inplace and ld.data_ptr() == logits.data_ptr():
-            torch.autograd.graph.increment_version(logits)
+        # no increment_version(logits) here: the probe established that the joint's backward does not read
+        # its output, and bumping the version of a view would make autograd replay it as an AsStrided
+        # node (a zero-filled copy of the logits)
         del ld
         grads = torch.autograd.grad(logits, inputs, grad_outputs=grad, allow_unused=True)
         del logits, grad
@@ -209,15 +211,22 @@ def _run_group(g: Group, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, weight
         break
     inv = 1.0 / factor  # undo the normalisation: weights = scale * inv
     k = 0
+    one = n == 1
     if bufs.enc is not None:
-        bufs.enc[idx, :g.T] += grads[k].to(bufs.enc.dtype) * inv
+        if one:
+            bufs.enc[g.samples[0], :g.T].add_(grads[k][0], alpha=inv)
+        else:
+            bufs.enc[:, :g.T].index_add_(0, idx, grads[k], alpha=inv)
         k += 1
     if bufs.pred is not None:
-        bufs.pred[idx, :g.U1] += grads[k].to(bufs.pred.dtype) * inv
+        if one:
+            bufs.pred[g.samples[0], :g.U1].add_(grads[k][0], alpha=inv)
+        else:
+            bufs.pred[:, :g.U1].index_add_(0, idx, grads[k], alpha=inv)
         k += 1
     for i in pidx:
         if grads[k] is not None:
-            bufs.params[i] += grads[k].to(bufs.params[i].dtype) * inv
+            bufs.params[i].add_(grads[k], alpha=inv)
         k += 1
 
 

@@ -9,11 +9,16 @@ Two levels:
 
 A method is ``Method(level, make, why_unavailable)``: ``make(inputs, case)`` returns a function that
 runs one forward + backward step (and drops the gradients it produced); ``why_unavailable(case)``
-returns a reason to skip or ``None``. Adding the fused output layer later::
+returns a reason to skip or ``None``. Adding the fused output layer later takes a few lines::
 
-    METHODS["fused"] = Method("joint", lambda inp, case: _joint_step(
-        inp, lambda e, p: swr.samplewise_rnnt_loss(e, p, inp["joint"], *inp["labels"], blank=case["blank"],
-                                                   fused=True)))
+    def _make_fused(inp, case):
+        joint = inp["joint"]
+        return _joint_step(inp, lambda e, p: swr.samplewise_rnnt_loss(
+            e, p, joint, *inp["labels"], blank=case["blank"], fused=True), case)
+
+    METHODS["fused"] = Method("joint", _make_fused, description="sample-wise, fused output layer")
+
+and naming ``"fused"`` in a preset's ``methods`` (or ``--methods ... fused``).
 """
 from __future__ import annotations
 
