@@ -61,8 +61,9 @@ def shape_str(case):
 
 def table(rows) -> str:
     """Markdown table; ratios against the preset's baseline (its first method) on the same shape/device/dtype."""
-    out = ["| method | device | dtype | shape | time ms | peak growth MiB | inputs MiB | time ratio | memory ratio |",
-           "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    out = ["| method | device | dtype | shape | time ms | CPU time ms | peak growth MiB | inputs MiB | time ratio | "
+           "CPU time ratio | memory ratio |",
+           "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     base = {}
     for case, res in rows:
         key = (case["device"], case["dtype"], shape_str(case))
@@ -72,15 +73,17 @@ def table(rows) -> str:
         key = (case["device"], case["dtype"], shape_str(case))
         head = f"| {case['method']} | {case['device']} | {case['dtype']} | {shape_str(case)} |"
         if "skipped" in res:
-            out.append(f"{head} skipped: {res['skipped']} | | | | |")
+            out.append(f"{head} skipped: {res['skipped']} | | | | | | |")
             continue
         if "error" in res:
-            out.append(f"{head} error: {res['error'][:160]} | | | | |")
+            out.append(f"{head} error: {res['error'][:160]} | | | | | | |")
             continue
         b = base.get(key)
         tr = f"{res['time_ms'] / b['time_ms']:.2f}" if b else ""
+        cr = f"{res['cpu_ms'] / b['cpu_ms']:.2f}" if b and b["cpu_ms"] > 0 else ""
         mr = f"{res['peak_mib'] / b['peak_mib']:.3f}" if b and b["peak_mib"] > 0 else ""
-        out.append(f"{head} {res['time_ms']:.1f} | {res['peak_mib']:.1f} | {res['inputs_mib']:.1f} | {tr} | {mr} |")
+        out.append(f"{head} {res['time_ms']:.1f} | {res['cpu_ms']:.1f} | {res['peak_mib']:.1f} | {res['inputs_mib']:.1f} | "
+                   f"{tr} | {cr} | {mr} |")
     return "\n".join(out)
 
 
@@ -147,6 +150,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default: 2, 1 for sweep/paper)")
     ap.add_argument("--methods", nargs="+", choices=sorted(METHODS), help="restrict to these methods")
     ap.add_argument("--max-chunk-bytes", type=float, default=None, help="the sample-wise engine's group budget")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each case (default: torch's)")
     ap.add_argument("--plot", help="PNG of peak memory growth against B")
     ap.add_argument("--save", help="write the tables (markdown) here")
     args = ap.parse_args(argv)
@@ -156,6 +160,9 @@ def main(argv=None):
         ap.error("--device cuda: no CUDA device is visible")
     repeats = args.repeats if args.repeats is not None else preset.get("repeats", 2)
     cases = build_cases(preset, devices, args.dtype, repeats, args.max_chunk_bytes, args.methods)
+    if args.threads:
+        for case in cases:
+            case["threads"] = args.threads
     from tqdm import tqdm
 
     rows = []
@@ -172,12 +179,15 @@ def main(argv=None):
     header = [f"## preset `{args.preset}`: {preset['description']}", "",
               f"Command: `{cmd}`  ",
               f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}; host: {platform.node()}, "
-              f"{os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+              f"{os.cpu_count()} CPUs, torch {torch.__version__} ({args.threads or torch.get_num_threads()} threads), "
+              f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
               + (f"; GPU: {gpu}" if gpu else "") + "  ",
               f"Peak memory growth: {'VmHWM/ru_maxrss over the RSS after the inputs are built' if 'cpu' in devices else ''}"
               f"{'; ' if len(devices) > 1 else ''}"
               f"{'torch.cuda.max_memory_allocated over the allocation after the inputs are built' if 'cuda' in devices else ''}"
-              f". Time: median of {repeats} step(s) after a warm-up. Ratios against the first method of each shape.",
+              f". Time: median wall time of {repeats} step(s) after a warm-up; CPU time: the process's user + system "
+              f"time (all threads) over the same steps, less sensitive to other processes on the machine. Ratios "
+              f"against the first method of each shape.",
               ""]
     text = "\n".join(header) + table(rows) + "\n"
     if args.preset == "paper":

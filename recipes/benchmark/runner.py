@@ -1,6 +1,7 @@
 """One benchmark case in this (fresh) process: ``python -m recipes.benchmark.runner '<case json>'``.
 
-Prints one line ``RESULT {json}`` with ``time_ms`` (median over the timed repeats), ``peak_mib``
+Prints one line ``RESULT {json}`` with ``time_ms`` (median wall time over the timed repeats),
+``cpu_ms`` (median process CPU time, all threads), ``peak_mib``
 (peak memory growth over the memory held once the inputs are built) and ``inputs_mib``.
 Order: build the inputs; warm up on a tiny copy of the case (JIT compilers, thread pools, lazy
 initialisation); release what the warm-up left; take the memory baseline; time ``repeats`` steps.
@@ -45,6 +46,13 @@ def _peak_rss_bytes(reset_ok: bool):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _cpu_seconds():
+    """User + system CPU time of this process, all threads (wall time suffers when other processes
+    share the cores; CPU time much less)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _trim():
     gc.collect()
     try:
@@ -55,6 +63,8 @@ def _trim():
 
 def run_case(case: dict) -> dict:
     method = METHODS[case["method"]]
+    if case.get("threads"):
+        torch.set_num_threads(case["threads"])
     cuda = case["device"].startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     inputs = build_inputs(case)
@@ -73,15 +83,16 @@ def run_case(case: dict) -> dict:
         base = _rss_bytes()
         reset_ok = _reset_peak_rss()
     repeats = case["repeats"] if method.max_repeats is None else min(case["repeats"], method.max_repeats)
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
         step()
         sync()
         times.append((time.perf_counter() - t0) * 1e3)
+        cpu_times.append((_cpu_seconds() - c0) * 1e3)
     peak = (torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes(reset_ok)) - base
-    return {"time_ms": statistics.median(times), "peak_mib": max(peak, 0) / 2 ** 20,
+    return {"time_ms": statistics.median(times), "cpu_ms": statistics.median(cpu_times), "peak_mib": max(peak, 0) / 2 ** 20,
             "inputs_mib": inputs["bytes"] / 2 ** 20, "repeats": repeats,
             "peak_source": "cuda.max_memory_allocated" if cuda else ("VmHWM" if reset_ok else "ru_maxrss")}
 
