@@ -200,8 +200,13 @@ def _run_group(g: Group, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, weight
         # its output, and bumping the version of a view would make autograd replay it as an AsStrided
         # node (a zero-filled copy of the logits)
         del ld
-        grads = torch.autograd.grad(logits, inputs, grad_outputs=grad, allow_unused=True)
+        # hand the gradient to autograd through _Handoff so that its only reference is released as soon
+        # as the joint's last layer has consumed it (with in-place gradients, the logits' storage)
+        with torch.enable_grad():
+            root = _Handoff.apply(logits, [grad])
         del logits, grad
+        grads = torch.autograd.grad(root, inputs, allow_unused=True)
+        del root
         if rng is not None and not bool(torch.stack([torch.isfinite(x).all() for x in grads if x is not None]).all()):
             if factor * m / FP16_RETRY_FACTOR >= FP16_MIN_NORM:
                 # the fp16 backward of the joint overflowed: recompute with a smaller normalisation
@@ -228,6 +233,19 @@ def _run_group(g: Group, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, weight
         if grads[k] is not None:
             bufs.params[i].add_(grads[k], alpha=inv)
         k += 1
+
+
+class _Handoff(torch.autograd.Function):
+    """Identity root for ``torch.autograd.grad`` whose backward gives away the stored gradient of the logits."""
+
+    @staticmethod
+    def forward(ctx, logits, holder):
+        ctx.holder = holder
+        return logits.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _):
+        return ctx.holder.pop(), None
 
 
 def _weights(reduction, B, ul_list):
