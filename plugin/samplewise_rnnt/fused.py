@@ -65,38 +65,41 @@ _HASH_MUL = 0x45D9F3B  # < 2**27: products of 32-bit values stay below 2**59 in 
 
 
 # ----------------------------------------------------------------------------------------------
-# activations: forward and derivative (name or any elementwise callable)
+# activations: forward into a buffer and derivative in place (name or any elementwise callable)
 # ----------------------------------------------------------------------------------------------
-def _act_forward(act, z):
+def _act_forward(act, z, out):
+    """out = act(z) (out may be a strided view); returns out."""
+    a = torch.ops.aten
     if act == "tanh":
-        return torch.tanh(z)
+        return torch.tanh(z, out=out)
     if act == "relu":
-        return torch.relu(z)
+        return torch.clamp_min(z, 0, out=out)
     if act == "identity":
-        return z
+        return out.copy_(z)
     if act == "swish":
-        return torch.nn.functional.silu(z)
+        return a.silu.out(z, out=out)
     if act == "sigmoid":
-        return torch.sigmoid(z)
+        return torch.sigmoid(z, out=out)
     if act == "gelu":
-        return torch.nn.functional.gelu(z)
-    return act(z)
+        return a.gelu.out(z, out=out)
+    return out.copy_(act(z))
 
 
 def _act_backward(act, dh, z, h):
-    """d z given d h, the pre-activation z and the activation's output h."""
+    """d z given d h (overwritten), the pre-activation z and the activation's output h."""
+    a = torch.ops.aten
     if act == "tanh":
-        return torch.ops.aten.tanh_backward(dh, h)
+        return a.tanh_backward.grad_input(dh, h, grad_input=dh)
     if act == "relu":
-        return torch.ops.aten.threshold_backward(dh, z, 0)
+        return a.threshold_backward.grad_input(dh, z, 0, grad_input=dh)
     if act == "identity":
         return dh
     if act == "swish":
-        return torch.ops.aten.silu_backward(dh, z)
+        return a.silu_backward.grad_input(dh, z, grad_input=dh)
     if act == "sigmoid":
-        return torch.ops.aten.sigmoid_backward(dh, h)
+        return a.sigmoid_backward.grad_input(dh, h, grad_input=dh)
     if act == "gelu":
-        return torch.ops.aten.gelu_backward(dh, z)
+        return a.gelu_backward.grad_input(dh, z, grad_input=dh)
     with torch.enable_grad():
         zz = z.detach().requires_grad_(True)
         (dz,) = torch.autograd.grad(act(zz), zz, dh)
@@ -186,18 +189,23 @@ class _Layouts:
 
 
 class _Ctx:
-    """Everything the tile loop needs, for forward and backward."""
+    """Everything the tile loop needs, for forward and backward.
+
+    The bias is folded into the matrix products: ``hb = [hd, 1]`` ([n, J+1]) and ``Wb = [W, bias]``
+    ([V, J+1]), so ``logits = hb Wb^T`` and ``[d W, d bias] = d logits^T hb`` are one product each.
+    """
 
     def __init__(self, f, g, W, bias, tg, tl, ul, act, p, seed, budget, blank, acc):
-        self.f, self.g, self.W, self.bias = f, g, W, bias
-        self.Wt = W.t()
+        self.f, self.g, self.has_bias = f, g, bias is not None
+        self.Wb = torch.cat([W, bias[:, None]], 1) if self.has_bias else W
+        self.W = self.Wb[:, :W.shape[1]]
         self.tg, self.act, self.p, self.seed, self.blank, self.acc = tg, act, p, seed, blank, acc
         self.B, self.T, self.J = f.shape
         self.U1 = g.shape[1]
         self.V = W.shape[0]
         self.T_all, self.U_all = tl.tolist(), ul.tolist()
         item = f.element_size()
-        self.node_bytes = self.V * item + self.J * (4 * item + (32 if p > 0 else 0))
+        self.node_bytes = self.V * item + self.J * (4 * item + (40 if p > 0 else 0))
         self.plan = [_tiles(self.T_all[b], self.U_all[b] + 1, self.node_bytes, budget) for b in range(self.B)]
         sizes = [T_b * (U_b + 1) for T_b, U_b in zip(self.T_all, self.U_all)]
         self.starts, s = [], 0
@@ -207,7 +215,14 @@ class _Ctx:
         self.N = s
         self.layouts = _Layouts(f.device)
         nmax = max((t1 - t0) * (u1 - u0) for tiles in self.plan for (t0, t1, u0, u1) in tiles)
-        self.lbuf = torch.empty(nmax, self.V, dtype=f.dtype, device=f.device)
+        dev, dt = f.device, f.dtype
+        self.lbuf = torch.empty(nmax, self.V, dtype=dt, device=dev)
+        self.zbuf = torch.empty(nmax, self.J, dtype=dt, device=dev)
+        self.hbuf = torch.empty(nmax, self.J + int(self.has_bias), dtype=dt, device=dev)
+        if self.has_bias:
+            self.hbuf[:, self.J] = 1
+        self.h2buf = torch.empty(nmax, self.J, dtype=dt, device=dev) if p > 0 else None
+        self.dhbuf = None
 
     def tiles(self, b):
         """Per tile of sample b: (t0, t1, u0, u1, node slice, layout, targets)."""
@@ -219,22 +234,28 @@ class _Ctx:
                 self.tg[b:b + 1, min(u0, U_b):U_b]
 
     def hidden(self, b, t0, t1, u0, u1):
-        """z = f + g, h = act(z), hd = h * mask (each [n, J]) and the mask (or None)."""
-        z = (self.f[b, t0:t1, None, :] + self.g[b, None, u0:u1, :]).view(-1, self.J)
-        h = _act_forward(self.act, z)
-        keep = None
+        """z = f + g, h = act(z), hb = [h * mask, 1] ([n, J(+1)]) and the scaled mask (or None)."""
+        nt, nu, J = t1 - t0, u1 - u0, self.J
+        n = nt * nu
+        z = self.zbuf[:n]
+        torch.add(self.f[b, t0:t1, None, :], self.g[b, None, u0:u1, :], out=z.view(nt, nu, J))
+        hb = self.hbuf[:n]
         if self.p > 0:
-            keep = _keep_block(self.seed, b, t0, t1, u0, u1, self.T, self.U1, self.J, self.p, z.device, z.dtype)
-            hd = h * keep
+            h = _act_forward(self.act, z, self.h2buf[:n])
+            keep = _keep_block(self.seed, b, t0, t1, u0, u1, self.T, self.U1, J, self.p, z.device, z.dtype)
+            torch.mul(h, keep, out=hb[:, :J])
         else:
-            hd = h
-        return z, h, hd, keep
+            h = _act_forward(self.act, z, hb[:, :J])
+            keep = None
+        return z, h, hb, keep
 
-    def logits(self, hd):
-        out = self.lbuf[:hd.shape[0]]
-        if self.bias is not None:
-            return torch.addmm(self.bias, hd, self.Wt, out=out)
-        return torch.mm(hd, self.Wt, out=out)
+    def logits(self, hb):
+        return torch.mm(hb, self.Wb.t(), out=self.lbuf[:hb.shape[0]])
+
+    def dh(self, G):
+        if self.dhbuf is None:
+            self.dhbuf = torch.empty(self.lbuf.shape[0], self.J, dtype=G.dtype, device=G.device)
+        return torch.mm(G, self.W, out=self.dhbuf[:G.shape[0]])
 
 
 def _forward_scores(c: _Ctx):
@@ -244,21 +265,20 @@ def _forward_scores(c: _Ctx):
     lpl = torch.empty_like(lse)
     for b in range(c.B):
         for t0, t1, u0, u1, sl, lay, tgt in c.tiles(b):
-            _, _, hd, _ = c.hidden(b, t0, t1, u0, u1)
-            x = c.logits(hd)
+            _, _, hb, _ = c.hidden(b, t0, t1, u0, u1)
+            x = c.logits(hb)
             l, pb, pl = C.node_scores(x, *lay, tgt, c.blank)
             lse[sl], lpb[sl], lpl[sl] = l, pb, pl
     return lse, lpb, lpl
 
 
 def _backward_grads(c: _Ctx, lse, bf, lf, w, clamp, fastemit_lambda, need):
-    """Accumulate the gradients (acc dtype) of sum_b w[b] * cost_b; need = (f, g, W, bias) flags."""
+    """Gradients (acc dtype) of sum_b w[b] * cost_b w.r.t. f, g, W, bias (need: which of them)."""
     C = _ext()
     dev, acc = c.f.device, c.acc
     gf = torch.zeros(c.B, c.T, c.J, dtype=acc, device=dev) if need[0] else None
     gg = torch.zeros(c.B, c.U1, c.J, dtype=acc, device=dev) if need[1] else None
-    gW = torch.zeros(c.V, c.J, dtype=acc, device=dev) if need[2] else None
-    gb = torch.zeros(c.V, dtype=acc, device=dev) if need[3] and c.bias is not None else None
+    gWb = torch.zeros(c.Wb.shape, dtype=acc, device=dev) if need[2] or (need[3] and c.has_bias) else None
     need_h = need[0] or need[1]
     direct = c.f.dtype == acc
     no_scale = torch.empty(0, device=dev)
@@ -268,18 +288,16 @@ def _backward_grads(c: _Ctx, lse, bf, lf, w, clamp, fastemit_lambda, need):
         if wb == 0.0:
             continue
         for t0, t1, u0, u1, sl, lay, tgt in c.tiles(b):
-            z, h, hd, keep = c.hidden(b, t0, t1, u0, u1)
-            G = c.logits(hd)
+            z, h, hb, keep = c.hidden(b, t0, t1, u0, u1)
+            G = c.logits(hb)
             C.logits_grad(G, G, lse[sl], bf[sl], lf[sl], *lay, tgt, c.blank, clamp, fastemit_lambda, no_scale)
-            if gW is not None:
+            if gWb is not None:
                 if direct:
-                    gW.addmm_(G.t(), hd, alpha=wb)
+                    gWb.addmm_(G.t(), hb, alpha=wb)
                 else:
-                    gW.add_(torch.mm(G.t(), hd), alpha=wb)
-            if gb is not None:
-                gb.add_(G.sum(0, dtype=acc), alpha=wb)
+                    gWb.add_(torch.mm(G.t(), hb), alpha=wb)
             if need_h:
-                dh = torch.mm(G, c.W)
+                dh = c.dh(G)
                 if keep is not None:
                     dh.mul_(keep)
                 dz = _act_backward(c.act, dh, z, h).view(t1 - t0, u1 - u0, c.J)
@@ -287,6 +305,10 @@ def _backward_grads(c: _Ctx, lse, bf, lf, w, clamp, fastemit_lambda, need):
                     gf[b, t0:t1].add_(dz.sum(1, dtype=acc), alpha=wb)
                 if gg is not None:
                     gg[b, u0:u1].add_(dz.sum(0, dtype=acc), alpha=wb)
+    gW = gb = None
+    if gWb is not None:
+        gW = gWb[:, :c.J] if need[2] else None
+        gb = gWb[:, c.J] if need[3] and c.has_bias else None
     return gf, gg, gW, gb
 
 
