@@ -57,7 +57,7 @@ __all__ = [
     "DEFAULT_CUDA_TILE_BYTES",
 ]
 
-DEFAULT_CPU_TILE_BYTES = 16 << 20
+DEFAULT_CPU_TILE_BYTES = 64 << 20
 DEFAULT_CUDA_TILE_BYTES = 256 << 20
 
 _M32 = 0xFFFFFFFF
@@ -384,7 +384,7 @@ def fused_rnnt_loss(enc_proj, pred_proj, weight, bias, targets, encoder_lengths,
             ``1 / (1 - dropout)``); the mask is :func:`fused_dropout_mask` of a seed drawn from
             torch's default generator. Pass 0 in evaluation.
         blank, reduction, clamp, fastemit_lambda: as in :func:`samplewise_rnnt.rnnt_loss`.
-        max_chunk_bytes: working bytes of one tile (default 16 MiB on the CPU, 256 MiB on CUDA).
+        max_chunk_bytes: working bytes of one tile (default 64 MiB on the CPU, 256 MiB on CUDA).
 
     The four tensors get gradients through autograd (accumulated in fp32, fp64 for fp64). Under
     autocast the tiles run in the autocast dtype. Returns the reduced loss (fp32; fp64 for fp64).
