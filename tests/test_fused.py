@@ -289,3 +289,20 @@ def test_bad_inputs():
         fused_rnnt_loss(f, p, W, b, bad, tl, ul)
     with pytest.raises(ValueError, match="reduction must be one of"):
         fused_rnnt_loss(f, p, W, b, y, tl, ul, reduction="avg")
+
+
+def test_autocast_bf16_cpu():
+    torch.manual_seed(14)
+    joint = swr.LinearJoint(6, 5, 8, 23)
+    enc = torch.randn(2, 5, 6, requires_grad=True)
+    pred = torch.randn(2, 4, 5, requires_grad=True)
+    y, tl, ul = torch.randint(1, 23, (2, 3)), torch.tensor([5, 3]), torch.tensor([3, 2])
+    inputs = [enc, pred] + list(joint.parameters())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bat = swr.rnnt_loss(joint(enc.unsqueeze(2), pred.unsqueeze(1)), y, tl, ul)
+        fus = fused_samplewise_rnnt_loss(enc, pred, joint, y, tl, ul)
+    g_bat, g_fus = grads(bat, inputs), grads(fus, inputs)
+    assert fus.dtype == torch.float32 and all(g.dtype == torch.float32 for g in g_fus)
+    torch.testing.assert_close(fus, bat.float(), rtol=2e-2, atol=2e-2)
+    for a, r in zip(g_fus, g_bat):
+        torch.testing.assert_close(a, r, rtol=5e-2, atol=5e-2 * r.abs().max().item())
