@@ -324,12 +324,12 @@ def _compute_dtype(tensors, device):
 class _FusedRNNTLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, enc_proj, pred_proj, weight, bias, tg, tl, ul, opts):
-        blank, reduction, clamp, fastemit_lambda, act, p, budget = opts
+        blank, reduction, clamp, fastemit_lambda, act, p, budget, grad_enabled = opts
         dev = enc_proj.device
         cdt = _compute_dtype([enc_proj, pred_proj, weight] + ([bias] if bias is not None else []), dev)
         acc = torch.float64 if cdt == torch.float64 else torch.float32
         seed = draw_dropout_seed() if p > 0 else 0
-        want_grad = any(ctx.needs_input_grad[:4])
+        want_grad = grad_enabled and any(ctx.needs_input_grad[:4])  # no gradient work under no_grad
         with torch.autocast(dev.type, enabled=False):
             c = _Ctx(enc_proj.to(cdt), pred_proj.to(cdt), weight.to(cdt), None if bias is None else bias.to(cdt),
                      tg, tl, ul, act, p, seed, budget, blank, acc)
@@ -347,7 +347,7 @@ class _FusedRNNTLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         enc_proj, pred_proj, weight, bias, tg, tl, ul, lse, bf, lf = ctx.saved_tensors
-        blank, reduction, clamp, fastemit_lambda, act, p, budget = ctx.opts
+        blank, reduction, clamp, fastemit_lambda, act, p, budget, _ = ctx.opts
         cdt, acc = ctx.cdt, ctx.acc
         need = tuple(ctx.needs_input_grad[:4])
         w = _sample_weights(grad_output.detach(), reduction, tl.shape[0], ul, acc)
@@ -421,7 +421,8 @@ def fused_rnnt_loss(enc_proj, pred_proj, weight, bias, targets, encoder_lengths,
                                               length_name="encoder_lengths")
     if dev.type == "cuda" and not _ext().cuda_built():
         raise ValueError("enc_proj is on a CUDA device but samplewise_rnnt was built without CUDA kernels")
-    opts = (blank, reduction, float(clamp), float(fastemit_lambda), act, float(dropout), budget)
+    opts = (blank, reduction, float(clamp), float(fastemit_lambda), act, float(dropout), budget,
+            torch.is_grad_enabled())
     return _FusedRNNTLoss.apply(enc_proj, pred_proj, weight, bias, tg, tl, ul, opts)
 
 

@@ -133,17 +133,18 @@ def main():
             results[m].append(json.loads(out.strip().splitlines()[-1]))
     print(f"\nB={args.B} T={args.T} U={args.U} V={args.V} J={args.J} H={args.H} (half the samples at 3/4 length), "
           f"CPU, {results[methods[0]][0]['threads']} threads, {args.rounds} rounds x ({args.steps} timed + 1) steps")
-    print(f"{'method':<9} {'loss':>10} {'peak MiB':>10} {'time s':>8}   peak/batched  time/generic")
+    print(f"{'method':<9} {'loss':>10} {'peak MiB':>10} {'time s':>8}   peak/batched  time/generic   all times s")
     summary = {}
     for m in methods:
         rs = results[m]
         peak = max(r["peak_mib"] for r in rs)
         t = statistics.median([x for r in rs for x in r["times"]] or [r["first_s"] for r in rs])
-        summary[m] = (rs[0]["loss"], peak, t)
-    for m, (loss, peak, t) in summary.items():
+        summary[m] = (rs[0]["loss"], peak, t, [x for r in rs for x in r["times"]])
+    for m, (loss, peak, t, ts) in summary.items():
         rel_p = f"{peak / summary['batched'][1]:.2%}" if "batched" in summary else "-"
         rel_t = f"{t / summary['generic'][2]:.2f}x" if "generic" in summary else "-"
-        print(f"{m:<9} {loss:>10.4f} {peak:>10.1f} {t:>8.2f}   {rel_p:>12}  {rel_t:>12}")
+        print(f"{m:<9} {loss:>10.4f} {peak:>10.1f} {t:>8.2f}   {rel_p:>12}  {rel_t:>12}   "
+              + " ".join(f"{x:.1f}" for x in ts))
 
 
 if __name__ == "__main__":
