@@ -552,13 +552,20 @@ def generate(out: str | os.PathLike, *, seed: int = DEFAULTS["seed"],
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point (``python -m samplewise_rnnt.data.mini_librispeech``)."""
+def main(argv: list[str] | None = None, *, prog: str | None = None,
+         default_out: str | None = None) -> int:
+    """Command line entry point (``python -m samplewise_rnnt.data.mini_librispeech``).
+
+    Returns the exit status: 0, or 2 after printing the error for bad settings, a missing
+    tool or an unwritable directory. ``default_out`` makes ``--out`` optional.
+    """
     parser = argparse.ArgumentParser(
-        prog="python -m samplewise_rnnt.data.mini_librispeech",
+        prog=prog or "python -m samplewise_rnnt.data.mini_librispeech",
         description="Write a synthetic mini-LibriSpeech corpus (espeak-ng speech in "
                     "LibriSpeech's layout). Existing valid files are kept.")
-    parser.add_argument("--out", required=True, help="directory to write the corpus into")
+    parser.add_argument("--out", required=default_out is None, default=default_out,
+                        help="directory to write the corpus into"
+                             + (f" (default {default_out})" if default_out else ""))
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     for key in ("train", "dev", "test"):
         parser.add_argument(f"--{key}", type=int, default=DEFAULTS[key],
