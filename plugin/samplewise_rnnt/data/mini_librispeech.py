@@ -256,10 +256,19 @@ def _synthesise(chapter: _Chapter, index: int, root: Path, cfg: _Settings) -> tu
     tmp = directory / f".tmp-{utt_id}.flac"
     rng = random.Random(f"mini-librispeech/{cfg.seed}/{utt_id}")
     lo, hi = cfg.min_seconds, cfg.max_seconds
-    words_per_second = spk.speed / 60.0
-    for _ in range(MAX_ATTEMPTS):
-        target = rng.uniform(lo, hi)
-        sentence = sentence_near(rng, max(1, round((target - 0.35) * words_per_second)))
+    words_per_second = 1.15 * spk.speed / 60.0  # espeak-ng speaks a little faster
+    # A target duration is drawn in the range and sentences of about the right number of
+    # words are tried until one lands near the target (then the durations spread evenly over
+    # the range); the word count is corrected by the duration each try gave. The last tries
+    # take any duration in the range.
+    tolerance = max(0.25, 0.1 * (hi - lo))
+    words = 0
+    target = lo
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt % 10 == 0:
+            target = rng.uniform(lo, hi)
+            words = max(1, round((target - 0.3) * words_per_second))
+        sentence = sentence_near(rng, words)
         synth = subprocess.run([cfg.espeak, *spk.espeak_args(), "--stdout", sentence.spoken],
                                capture_output=True)
         if synth.returncode != 0:
@@ -267,7 +276,11 @@ def _synthesise(chapter: _Chapter, index: int, root: Path, cfg: _Settings) -> tu
                                f"{synth.stderr.decode(errors='replace').strip()}")
         rate, frames = _wav_frames(synth.stdout)
         estimate = frames / rate
-        if not lo + 0.01 <= estimate <= hi - 0.01:
+        near = abs(estimate - target) <= tolerance or attempt >= MAX_ATTEMPTS - 10
+        if not (near and lo + 0.01 <= estimate <= hi - 0.01):
+            got = len(sentence.words)
+            scaled = round(got * max(target - 0.3, 0.1) / max(estimate - 0.3, 0.1))
+            words = max(1, scaled if scaled != got else got + (1 if estimate < target else -1))
             continue
         # -D: no dither, -R: repeatable; both keep the bytes a function of the input alone.
         conv = subprocess.run([cfg.sox, "-R", "-D", "-V1", "-t", "wav", "-", "-r",
