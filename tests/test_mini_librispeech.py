@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 
@@ -122,6 +123,10 @@ def test_reader_parses_the_corpus(mini_librispeech):
             audio, rate = soundfile.read(str(u.path))
             assert u.duration == pytest.approx(len(audio) / rate, abs=1e-9)
             assert 0.01 < abs(audio).max() < 1.0  # speech, not silence, not clipped
+            # sox's dither fills the pauses: no run of exact zeros as long as 10 ms
+            zero = np.concatenate([[0], (audio == 0).astype(np.int8), [0]])
+            starts, ends = np.flatnonzero(np.diff(zero) == 1), np.flatnonzero(np.diff(zero) == -1)
+            assert (ends - starts).max(initial=0) < 160
 
 
 def test_speakers_and_chapters_files(mini_librispeech):
@@ -164,7 +169,7 @@ def test_speakers_and_chapters_files(mini_librispeech):
         assert subset == speaker_part[reader]
         assert float(minutes) == pytest.approx(chapter_minutes[chapter], abs=0.006)
     readme = (root / "README.TXT").read_text()
-    assert "Settings: format 1, seed 0, utterances 6/2/2" in readme
+    assert "Settings: format 2, seed 0, utterances 6/2/2" in readme
 
 
 def test_durations_follow_the_configured_range(tmp_path, mini_librispeech_settings):
@@ -317,8 +322,6 @@ def test_bad_settings(tmp_path, mini_librispeech_settings, override, message):
 
 def _fake_part(root: Path, part: str, chapters: dict[tuple[int, int], list[str]]) -> Path:
     """A hand-made LibriSpeech part with short tones as audio."""
-    import numpy as np
-
     for (spk, chap), texts in chapters.items():
         d = root / part / str(spk) / str(chap)
         d.mkdir(parents=True)

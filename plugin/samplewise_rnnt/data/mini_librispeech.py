@@ -12,7 +12,8 @@ Speech comes from espeak-ng; each "speaker" is a distinct English voice and voic
 (``en-gb-scotland+f3``), pitch, speaking rate, word gap and loudness. Sentences come from the
 project's own grammar (:mod:`samplewise_rnnt.data.grammar`); each utterance draws sentences
 until its synthesised duration lies in ``[min_seconds, max_seconds]``. espeak-ng writes 22.05 kHz
-WAV; SoX turns it into 16 kHz mono 16-bit FLAC without dither, so the same seed gives identical
+WAV; SoX turns it into 16 kHz mono 16-bit FLAC in its repeatable mode (dither noise from a
+fixed seed, which also fills espeak-ng's digital silence), so the same seed gives identical
 bytes. Utterances are synthesised ``jobs`` at a time (each in its own espeak-ng and sox
 processes); files that already exist and are valid are kept.
 
@@ -62,7 +63,7 @@ log = logging.getLogger(__name__)
 PARTS = {"train": "train-clean-mini", "dev": "dev-clean-mini", "test": "test-clean-mini"}
 DEFAULTS = dict(seed=0, train=600, dev=60, test=60, train_speakers=20, dev_speakers=5,
                 test_speakers=5, min_seconds=1.0, max_seconds=8.0, jobs=2)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SAMPLE_RATE = 16000
 INSTALL_HINT = "install it with: apt-get install espeak-ng sox flac"
 
@@ -282,8 +283,9 @@ def _synthesise(chapter: _Chapter, index: int, root: Path, cfg: _Settings) -> tu
             scaled = round(got * max(target - 0.3, 0.1) / max(estimate - 0.3, 0.1))
             words = max(1, scaled if scaled != got else got + (1 if estimate < target else -1))
             continue
-        # -D: no dither, -R: repeatable; both keep the bytes a function of the input alone.
-        conv = subprocess.run([cfg.sox, "-R", "-D", "-V1", "-t", "wav", "-", "-r",
+        # -R (repeatable): sox seeds its dither noise with a fixed number, which keeps the
+        # bytes a function of the input alone. The dither (+-1 LSB) leaves no digital silence.
+        conv = subprocess.run([cfg.sox, "-R", "-V1", "-t", "wav", "-", "-r",
                                str(SAMPLE_RATE), "-c", "1", "-b", "16", "-t", "flac", str(tmp),
                                "gain", "-n", f"-{spk.gain_db}"],
                               input=synth.stdout, capture_output=True)
