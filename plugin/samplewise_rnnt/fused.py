@@ -336,6 +336,8 @@ class _FusedRNNTLoss(torch.autograd.Function):
             lse, lpb, lpl = _forward_scores(c)
             offsets = torch.tensor(c.starts, dtype=torch.int64).to(dev)
             costs, bf, lf = _ext().lattice(lpb, lpl, offsets, (ul + 1).contiguous(), tl, ul, want_grad)
+            if fastemit_lambda:
+                costs = costs * (1.0 + fastemit_lambda)  # ops.py's FastEmit cost convention (NeMo / warp-transducer)
         del c, lpb, lpl
         ctx.opts, ctx.seed, ctx.cdt, ctx.acc = opts, seed, cdt, acc
         ctx.has_bias = bias is not None
