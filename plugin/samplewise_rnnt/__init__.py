@@ -6,8 +6,11 @@ Public API (see README.md and DESIGN.md):
   kernels), a drop-in for torchaudio's.
 * :func:`rnnt_loss_packed`: the same on logits without padding.
 * :func:`cuda_built`: whether the CUDA kernels are compiled in.
+* :func:`fused_rnnt_loss`, :class:`LinearJoint`: the fused output layer (no logits tensor at all).
 """
 from .engine import SampleWiseRNNTLoss, samplewise_rnnt_loss
+from .fused import fused_rnnt_loss
+from .joints import LinearJoint
 from .ops import RNNTLoss, cuda_built, rnnt_lattice, rnnt_loss, rnnt_loss_and_grad, rnnt_loss_packed
 
 __version__ = "0.1.0"
@@ -21,4 +24,6 @@ __all__ = [
     "cuda_built",
     "samplewise_rnnt_loss",
     "SampleWiseRNNTLoss",
+    "fused_rnnt_loss",
+    "LinearJoint",
 ]
