@@ -425,3 +425,21 @@ def test_joint_returning_the_wrong_shape():
                  max_chunk_bytes=1, targets=torch.ones_like(tg))
     with pytest.raises(TypeError, match="joint must be a module or callable"):
         bad_call(joint=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# fused=True: the fused output layer (plugin/samplewise_rnnt/fused.py) behind the same function
+# ---------------------------------------------------------------------------------------------
+def test_fused_true_dispatches_to_the_fused_output_layer():
+    from samplewise_rnnt.joints import LinearJoint
+
+    torch.manual_seed(8)
+    joint = LinearJoint(6, 5, 12, 9)
+    enc, pred, tg, tl, ul = make_batch(seed=22)
+    ours = loss_and_grads(lambda e, p: swr.samplewise_rnnt_loss(e, p, joint, tg, tl, ul, fused=True), enc, pred,
+                          joint)
+    ref = loss_and_grads(lambda e, p: swr.samplewise_rnnt_loss(e, p, joint, tg, tl, ul, fused=False), enc, pred,
+                         joint)
+    assert_all_close(ours, ref)
+    with pytest.raises(ValueError, match="no Linear-act-Linear structure"):
+        bad_call(joint=BilinearLogSoftmaxJoint(6, 5, 9), fused=True)

@@ -346,7 +346,9 @@ def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, e
         max_chunk_bytes: memory budget of one group (logits plus gradient work space); ``None``: the
             default of :func:`samplewise_rnnt.planner.default_budget`; ``1``: one sample at a time;
             ``float('inf')``: the whole batch in one group.
-        fused: ``None`` or ``False`` (the fused output layer is not available yet); ``True`` raises.
+        fused: ``True``: the fused output layer (:func:`samplewise_rnnt.fused.fused_samplewise_rnnt_loss`;
+            Linear-act-Linear joints only, ValueError otherwise); ``None`` / ``False``: the generic path
+            described here (``None`` may later choose the fused path automatically).
 
     Returns:
         the reduced loss (fp32), or per-sample losses ``[B]`` for ``reduction="none"``.
@@ -368,8 +370,12 @@ def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, e
     if max_chunk_bytes is not None and (isinstance(max_chunk_bytes, bool) or
                                         not isinstance(max_chunk_bytes, (int, float)) or not max_chunk_bytes > 0):
         raise ValueError(f"max_chunk_bytes must be a positive number of bytes or None, got {max_chunk_bytes!r}")
-    if fused:  # the fused output layer (issue 8) plugs in here
-        raise NotImplementedError("fused=True: the fused output layer is not available yet")
+    if fused:  # the fused output layer (plugin/samplewise_rnnt/fused.py): no logits tensor at all
+        from .fused import fused_samplewise_rnnt_loss
+
+        return fused_samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths,
+                                          blank=blank, reduction=reduction, clamp=clamp,
+                                          fastemit_lambda=fastemit_lambda, max_chunk_bytes=max_chunk_bytes)
     if not callable(joint):
         raise TypeError(f"joint must be a module or callable, got {type(joint).__name__}")
     V, logits_dtype, inplace_ok = _probe(joint, encoder_out, predictor_out)

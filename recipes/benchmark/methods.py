@@ -185,6 +185,19 @@ def _make_samplewise(inp, case):
         e, p, joint, *inp["labels"], blank=case["blank"], max_chunk_bytes=case.get("max_chunk_bytes")), case)
 
 
+def _make_fused(inp, case):
+    joint = inp["joint"]
+    return _joint_step(inp, lambda e, p: swr.samplewise_rnnt_loss(
+        e, p, joint, *inp["labels"], blank=case["blank"], max_chunk_bytes=case.get("max_chunk_bytes"), fused=True),
+        case)
+
+
+def _fused_unavailable(case):
+    if importlib.util.find_spec("samplewise_rnnt.fused") is None:
+        return "samplewise_rnnt.fused is not available"
+    return None
+
+
 METHODS: Dict[str, Method] = {
     # logits level (issue 3: the core op)
     "torchaudio": Method("logits", _make_torchaudio, _torchaudio_unavailable,
@@ -199,4 +212,6 @@ METHODS: Dict[str, Method] = {
                                  description="joint on the whole batch + torchaudio rnnt_loss"),
     "batched_swr": Method("joint", _make_batched("swr"), description="joint on the whole batch + samplewise_rnnt.rnnt_loss"),
     "samplewise": Method("joint", _make_samplewise, description="samplewise_rnnt.samplewise_rnnt_loss"),
+    "fused": Method("joint", _make_fused, _fused_unavailable,
+                    description="samplewise_rnnt.samplewise_rnnt_loss(fused=True): the fused output layer"),
 }
