@@ -196,6 +196,14 @@ class SampleWiseRNNTJoint(RNNTJoint):
             g = g * keep
             projected = True
         pointwise = _PointwiseJoint(self, projected)
+        if not torch.is_grad_enabled():
+            # validation (no_grad / inference_mode): the loss only. Detached inputs and a plain callable
+            # (whose parameters the engine does not see) tell the engine that no gradient is wanted.
+            f, g = f.detach(), g.detach()
+            module = pointwise
+
+            def pointwise(enc, pred):
+                return module(enc, pred)
 
         def engine(sel=None, red="sum"):
             ff, gg, tt, el, tl = f, g, targets, encoder_lengths, transcript_lengths
