@@ -1,0 +1,32 @@
+"""NeMo adapter: the sample-wise transducer loss for NeMo's RNN-T models, selected by config.
+
+Import this package (the recipe's training script does) and either
+
+* set ``model.loss.loss_name: samplewise_rnnt`` (engine options in ``model.loss.samplewise_rnnt_kwargs``:
+  ``max_chunk_bytes``, ``fused``, ``fastemit_lambda``, ``clamp``), or
+* set ``model.joint._target_: samplewise_rnnt.nemo.SampleWiseRNNTJoint``.
+
+The model then trains with :func:`samplewise_rnnt.samplewise_rnnt_loss`, whatever ``fuse_loss_wer`` said.
+``model.encoder_checkpointing: true`` adds activation checkpointing to the Conformer encoder. Saved
+configs name stock NeMo classes only, so ``.nemo`` files restore in plain NeMo (see
+:mod:`samplewise_rnnt.nemo.registration`).
+"""
+from .checkpointing import checkpointing_options, disable_encoder_checkpointing, enable_encoder_checkpointing
+from .joint import SAMPLEWISE_KWARGS_DEFAULTS, SampleWiseRNNTJoint, check_samplewise_kwargs
+from .registration import LOSS_NAME, SampleWiseLogitsLoss, activate, install, requested
+
+install()
+
+__all__ = [
+    "SampleWiseRNNTJoint",
+    "SampleWiseLogitsLoss",
+    "activate",
+    "install",
+    "requested",
+    "check_samplewise_kwargs",
+    "SAMPLEWISE_KWARGS_DEFAULTS",
+    "LOSS_NAME",
+    "enable_encoder_checkpointing",
+    "disable_encoder_checkpointing",
+    "checkpointing_options",
+]
