@@ -1,0 +1,201 @@
+"""Activation checkpointing for ESPnet's conformer encoders (both transducer tasks).
+
+At B = 1024 the encoder's saved activations, not the loss, are what exceed one GPU (DESIGN.md).
+:func:`enable_encoder_checkpointing` makes an encoder keep only
+
+* the input of each encoder layer (every layer's activations are recomputed in backward,
+  one layer at a time, for the whole batch; batch-norm running statistics are updated once,
+  by the first forward, not again by the recomputation), and
+* the input of the convolutional subsampling front end, which is recomputed in backward in
+  slices of ``chunk_size`` utterances (its ``[B, C, T/2, F/2]`` convolution outputs are the
+  largest tensors of the whole encoder).
+
+Gradients equal those of the unchecked encoder: recomputation uses
+``torch.utils.checkpoint(use_reentrant=False)``, which restores the RNG state (same dropout masks)
+and the autocast state. Layers are recomputed for the whole batch, because ESPnet's conformer
+convolution module uses batch normalisation (statistics over the batch); only the front end,
+whose convolutions act on each utterance alone, is sliced, and only when it holds no batch
+normalisation or dropout (otherwise it is recomputed for the whole batch too). For ESPnet's
+``Conv2dSubsampling*`` front ends the positional encoding (which holds a dropout) runs on the
+whole batch after the sliced convolutions.
+
+Nothing changes in the module tree: the parameters, ``state_dict`` keys and checkpoints are those
+of the plain encoder. The forward of each wrapped module is replaced on the instance only.
+Checkpointing acts only in training mode with gradients enabled; evaluation and decoding run the
+original code.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import List
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["enable_encoder_checkpointing", "checkpointed_modules"]
+
+log = logging.getLogger(__name__)
+
+# total time subsampling of ESPnet's Conv2dSubsampling family with out = Sequential(Linear, pos_enc):
+# the output mask is x_mask[:, :, ::factor][:, :, :T_out] (checked against the original forward
+# in the tests). Other front ends (Conv2dSubsampling8 with its prefix embeddings, ...) are
+# checkpointed whole.
+_CONV2D_FACTORS = {
+    "Conv2dSubsampling": 4,
+    "Conv2dSubsampling1": 1,
+    "Conv2dSubsampling2": 2,
+    "Conv2dSubsampling6": 6,
+}
+
+
+def _active(module: torch.nn.Module) -> bool:
+    return module.training and torch.is_grad_enabled()
+
+
+@contextmanager
+def _running_stats_kept(module: torch.nn.Module):
+    """Undo the running-statistics update of every batch norm in ``module`` (for recomputation:
+    the first forward already updated them, a second update would change the model)."""
+    saved = []
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.track_running_stats:
+            saved.append((m, [b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)
+                              if b is not None]))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, bufs in saved:
+                live = [b for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+                for dst, src in zip(live, bufs):
+                    dst.copy_(src)
+
+
+def _checkpoint_once(module: torch.nn.Module, fn, *args, **kwargs):
+    """``checkpoint(fn)`` where the recomputation leaves batch-norm running statistics alone."""
+    calls = [0]
+
+    def run(*a, **k):
+        calls[0] += 1
+        if calls[0] == 1:
+            return fn(*a, **k)
+        with _running_stats_kept(module):
+            return fn(*a, **k)
+
+    return checkpoint(run, *args, use_reentrant=False, **kwargs)
+
+
+def _wrap_whole(module: torch.nn.Module) -> None:
+    """Checkpoint ``module``'s forward for the whole batch."""
+    orig = module.forward
+
+    def forward(*args, **kwargs):
+        if _active(module):
+            return _checkpoint_once(module, orig, *args, **kwargs)
+        return orig(*args, **kwargs)
+
+    module.forward = forward
+    module._swr_checkpointed = "whole"
+
+
+def _per_sample_safe(module: torch.nn.Module) -> bool:
+    """True when no submodule mixes utterances (batch norm) or draws random numbers (dropout)."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._NormBase):
+            return False
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0:
+            return False
+    return True
+
+
+def _sliced(fn, x: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """``fn`` over batch slices of ``x``, each slice checkpointed; outputs concatenated."""
+    outs = [checkpoint(fn, x[i:i + chunk_size], use_reentrant=False) for i in range(0, x.shape[0], chunk_size)]
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
+
+
+def _wrap_conv2d_subsampling(embed: torch.nn.Module, chunk_size: int) -> None:
+    """ESPnet's Conv2dSubsampling*: conv + linear sliced and checkpointed, pos. encoding whole."""
+    orig = embed.forward
+    factor = _CONV2D_FACTORS[type(embed).__name__]
+    linear, pos_enc = embed.out[0], embed.out[1:]
+
+    def core(x):
+        y = embed.conv(x.unsqueeze(1))
+        b, c, t, f = y.size()
+        return linear(y.transpose(1, 2).contiguous().view(b, t, c * f))
+
+    def forward(x, x_mask):
+        if not _active(embed):
+            return orig(x, x_mask)
+        y = pos_enc(_sliced(core, x, chunk_size))
+        if x_mask is None:
+            return y, None
+        t_out = (y[0] if isinstance(y, tuple) else y).size(1)  # rel. pos. encodings return (x, pos_emb)
+        return y, x_mask[:, :, ::factor][:, :, :t_out]
+
+    embed.forward = forward
+    embed._swr_checkpointed = f"sliced({chunk_size})"
+
+
+def _wrap_sliced_pair(embed: torch.nn.Module, chunk_size: int) -> None:
+    """A per-utterance front end ``(x, mask) -> (x, mask)`` (asr_transducer's ConvInput): sliced."""
+    orig = embed.forward
+
+    def forward(x, mask=None):
+        if not _active(embed):
+            return orig(x, mask)
+        y = _sliced(lambda xs: orig(xs, None)[0], x, chunk_size)
+        if mask is not None:
+            mask = mask[:, : y.size(1)]  # what ConvInput.forward does with the mask
+        return y, mask
+
+    embed.forward = forward
+    embed._swr_checkpointed = f"sliced({chunk_size})"
+
+
+def checkpointed_modules(encoder: torch.nn.Module) -> List[str]:
+    """Names of the submodules of ``encoder`` whose forward is checkpointed, with the mode."""
+    return [f"{n}:{m._swr_checkpointed}" for n, m in encoder.named_modules() if hasattr(m, "_swr_checkpointed")]
+
+
+def enable_encoder_checkpointing(encoder: torch.nn.Module, chunk_size: int = 16) -> List[str]:
+    """Turn on activation checkpointing in an ESPnet conformer encoder, in place.
+
+    Args:
+        encoder: ``espnet2.asr.encoder.conformer_encoder.ConformerEncoder`` (task ``asr``; also
+            the transformer/e-branchformer encoders, which share its ``embed``/``encoders``
+            layout) or ``espnet2.asr_transducer.encoder.encoder.Encoder`` (task ``asr_transducer``).
+        chunk_size: utterances per recomputed slice of the subsampling front end.
+
+    Returns:
+        the names of the checkpointed submodules (for the log).
+
+    Raises:
+        ValueError: for a bad ``chunk_size`` or an encoder without ``embed`` and ``encoders``.
+    """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"checkpoint_chunk_size must be a positive integer, got {chunk_size!r}")
+    if not hasattr(encoder, "encoders") or not hasattr(encoder, "embed"):
+        raise ValueError(
+            f"encoder checkpointing supports ESPnet encoders with `embed` and `encoders` "
+            f"(conformer); got {type(encoder).__name__}")
+    if checkpointed_modules(encoder):
+        return checkpointed_modules(encoder)
+    # the layers: asr's MultiSequential of EncoderLayer, asr_transducer's MultiBlocks(.blocks)
+    layers = encoder.encoders.blocks if hasattr(encoder.encoders, "blocks") else encoder.encoders
+    for layer in layers:
+        _wrap_whole(layer)
+    embed = encoder.embed
+    name = type(embed).__name__
+    if (name in _CONV2D_FACTORS and isinstance(getattr(embed, "out", None), torch.nn.Sequential)
+            and _per_sample_safe(embed.conv) and _per_sample_safe(embed.out[0])):
+        _wrap_conv2d_subsampling(embed, chunk_size)
+    elif name == "ConvInput" and _per_sample_safe(embed):
+        _wrap_sliced_pair(embed, chunk_size)
+    elif isinstance(embed, torch.nn.Module) and any(p.requires_grad for p in embed.parameters()):
+        _wrap_whole(embed)
+    names = checkpointed_modules(encoder)
+    log.info("encoder activation checkpointing: %d modules (%s ...)", len(names), ", ".join(names[:2]))
+    return names
