@@ -233,3 +233,18 @@ def test_wrong_options_give_clear_errors():
         ASRTask.build_model(args)
     with pytest.raises(SystemExit):  # argparse: invalid choice
         SampleWiseASRTransducerTask.get_parser().parse_args(["--model", "samplewise"])
+
+
+def test_asr_sh_python_wrapper_routes_the_four_programs(tmp_path):
+    import subprocess
+
+    from samplewise_rnnt.espnet import ENTRY_POINTS, write_asr_sh_python
+
+    wrapper = write_asr_sh_python(tmp_path / "bin" / "python", python="/bin/echo")
+    for src, dst in ENTRY_POINTS.items():
+        out = subprocess.run([str(wrapper), "-m", src, "--config", "a b.yaml"], capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout == f"-m {dst} --config a b.yaml\n"
+    # everything else goes to the interpreter unchanged (asr.sh's other programs, scripts, -c)
+    for args in (["-m", "espnet2.bin.tokenize_text", "--x"], ["-c", "print(1)"], ["script.py", "-m"]):
+        out = subprocess.run([str(wrapper), *args], capture_output=True, text=True)
+        assert out.stdout == " ".join(args) + "\n"
