@@ -11,6 +11,9 @@ VENV        ?= .venv
 PY          ?= $(VENV)/bin/python
 STAMP       := $(VENV)/.swr-requirements
 PYTEST_ARGS ?=
+# pip warns once per package about this machine's local index folders; keep the log readable
+PIPQ        := -q --progress-bar off
+QUIET_PIP   := 2>&1 | sed -u '/is ignored: it is neither a file nor a directory/d' 
 export MAX_JOBS ?= 2
 # the CUDA toolkit (ENVIRONMENT.md: the nvcc wrapper in /usr/local/bin misleads torch)
 export CUDA_HOME ?= $(shell test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda)
@@ -24,13 +27,13 @@ $(STAMP): requirements/base.txt requirements/toolkits.txt
 	@echo "== creating $(VENV) (torch, torchaudio, NeMo, ESPnet); a few minutes on a fresh machine"
 	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
 	# pip 23 is required: pip 26 refuses ESPnet's ci_sdr dependency (ENVIRONMENT.md)
-	$(PY) -m pip install -q --progress-bar off 'pip<24'
-	$(PY) -m pip install -q --progress-bar off -r requirements/base.txt
-	$(PY) -m pip install -q --progress-bar off --no-deps torchaudio==2.11.0
-	$(PY) -m pip install -q --progress-bar off -r requirements/toolkits.txt
+	$(PY) -m pip install $(PIPQ) 'pip<24' $(QUIET_PIP)
+	$(PY) -m pip install $(PIPQ) -r requirements/base.txt $(QUIET_PIP)
+	$(PY) -m pip install $(PIPQ) --no-deps torchaudio==2.11.0 $(QUIET_PIP)
+	$(PY) -m pip install $(PIPQ) -r requirements/toolkits.txt $(QUIET_PIP)
 	# espnet 202511 pins setuptools<74 and sentencepiece==0.2.0, which clash with torch 2.14:
 	# install it without its pins, its runtime dependencies are in requirements/toolkits.txt
-	$(PY) -m pip install -q --progress-bar off --no-deps espnet==202511
+	$(PY) -m pip install $(PIPQ) --no-deps espnet==202511 $(QUIET_PIP)
 	# the source tree on the path (the extension is built in place)
 	echo "$(CURDIR)/plugin" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/samplewise_rnnt_dev.pth
 	touch $@

@@ -119,8 +119,8 @@ std::vector<torch::Tensor> lattice(const torch::Tensor& lp_blank, const torch::T
               "samplewise_rnnt: lattice scores must be float32 or float64");
   auto h = make_layout(offsets, strides, T, T, U, torch::Tensor(), lp_blank.device());
   const DType acc = lp_blank.scalar_type() == torch::kFloat64 ? DType::kFloat64 : DType::kFloat32;
-  auto alphas = torch::empty_like(lp_blank);
-  auto betas = torch::empty_like(lp_blank);
+  auto alphas = torch::empty_like(lp_blank, lp_blank.options().dtype(torch::kFloat64));
+  auto betas = torch::empty_like(lp_blank, lp_blank.options().dtype(torch::kFloat64));
   auto costs = torch::empty({h.L.B}, lp_blank.options());
   torch::Tensor bf, lf;
   if (want_flows) {

@@ -89,50 +89,53 @@ struct SampleView {
   SWR_HD int64_t node(int64_t t, int64_t u) const { return offset + t * stride + u; }
 };
 
+// The recursions run in lat_t (double: alphas and betas are sums of hundreds of log-probabilities,
+// and the flows exponentiate their differences, so fp32 would cost ~1e-5 relative accuracy) on
+// per-node log-probabilities of type lp_t (float, or double for float64 logits).
+
 // alpha(t, u) from its two predecessors (t, u) != (0, 0).
-template <typename acc_t>
-SWR_HD acc_t alpha_cell(const SampleView& s, int64_t t, int64_t u, const acc_t* alphas, const acc_t* lp_blank,
-                        const acc_t* lp_label) {
-  acc_t from_blank = neg_inf<acc_t>(), from_label = neg_inf<acc_t>();
+template <typename lat_t, typename lp_t>
+SWR_HD lat_t alpha_cell(const SampleView& s, int64_t t, int64_t u, const lat_t* alphas, const lp_t* lp_blank,
+                        const lp_t* lp_label) {
+  lat_t from_blank = neg_inf<lat_t>(), from_label = neg_inf<lat_t>();
   if (t > 0) {
     const int64_t n = s.node(t - 1, u);
-    from_blank = alphas[n] + lp_blank[n];
+    from_blank = alphas[n] + lat_t(lp_blank[n]);
   }
   if (u > 0) {
     const int64_t n = s.node(t, u - 1);
-    from_label = alphas[n] + lp_label[n];
+    from_label = alphas[n] + lat_t(lp_label[n]);
   }
   return log_add(from_blank, from_label);
 }
 
 // beta(t, u) from its two successors; beta(T-1, U) = lp_blank(T-1, U).
-template <typename acc_t>
-SWR_HD acc_t beta_cell(const SampleView& s, int64_t t, int64_t u, const acc_t* betas, const acc_t* lp_blank,
-                       const acc_t* lp_label) {
+template <typename lat_t, typename lp_t>
+SWR_HD lat_t beta_cell(const SampleView& s, int64_t t, int64_t u, const lat_t* betas, const lp_t* lp_blank,
+                       const lp_t* lp_label) {
   const int64_t n = s.node(t, u);
-  if (t == s.T - 1 && u == s.U) return lp_blank[n];
-  acc_t via_blank = neg_inf<acc_t>(), via_label = neg_inf<acc_t>();
-  if (t < s.T - 1) via_blank = betas[s.node(t + 1, u)] + lp_blank[n];
-  if (u < s.U) via_label = betas[s.node(t, u + 1)] + lp_label[n];
+  if (t == s.T - 1 && u == s.U) return lat_t(lp_blank[n]);
+  lat_t via_blank = neg_inf<lat_t>(), via_label = neg_inf<lat_t>();
+  if (t < s.T - 1) via_blank = betas[s.node(t + 1, u)] + lat_t(lp_blank[n]);
+  if (u < s.U) via_label = betas[s.node(t, u + 1)] + lat_t(lp_label[n]);
   return log_add(via_blank, via_label);
 }
 
-// Posterior probabilities of the blank and the label transition leaving (t, u).
-template <typename acc_t>
-SWR_HD void node_flows(const SampleView& s, int64_t t, int64_t u, const acc_t* alphas, const acc_t* betas,
-                       const acc_t* lp_blank, const acc_t* lp_label, acc_t cost, acc_t* blank_flow,
-                       acc_t* label_flow) {
+// Posterior probabilities of the blank and the label transition leaving (t, u); cost = -log P.
+template <typename lat_t, typename lp_t>
+SWR_HD void node_flows(const SampleView& s, int64_t t, int64_t u, const lat_t* alphas, const lat_t* betas,
+                       const lp_t* lp_blank, const lp_t* lp_label, lat_t cost, lp_t* blank_flow, lp_t* label_flow) {
   const int64_t n = s.node(t, u);
-  const acc_t a = alphas[n] + cost;
-  acc_t bf = 0, lf = 0;
+  const lat_t a = alphas[n] + cost;
+  lat_t bf = 0, lf = 0;
   if (t < s.T - 1) {
-    bf = fexp(a + lp_blank[n] + betas[s.node(t + 1, u)]);
+    bf = fexp(a + lat_t(lp_blank[n]) + betas[s.node(t + 1, u)]);
   } else if (u == s.U) {
-    bf = fexp(a + lp_blank[n]);
+    bf = fexp(a + lat_t(lp_blank[n]));
   }
-  if (u < s.U) lf = fexp(a + lp_label[n] + betas[s.node(t, u + 1)]);
-  *blank_flow = bf;
-  *label_flow = lf;
+  if (u < s.U) lf = fexp(a + lat_t(lp_label[n]) + betas[s.node(t, u + 1)]);
+  *blank_flow = lp_t(bf);
+  *label_flow = lp_t(lf);
 }
 
 // Gradient of the cost with respect to one logit, given the node's log-sum-exp and flows

@@ -70,13 +70,13 @@ void node_scores_impl(const scalar_t* logits, int64_t V, const Layout& L, int64_
 // One sample's lattice. Sequential sweeps by default; by anti-diagonals with at::parallel_for over
 // each diagonal's cells when `wavefront` (only worth it for a long diagonal and idle threads).
 template <typename acc_t>
-acc_t lattice_one(const SampleView& s, const acc_t* lp_blank, const acc_t* lp_label, acc_t* alphas, acc_t* betas,
-                  bool wavefront) {
+double lattice_one(const SampleView& s, const acc_t* lp_blank, const acc_t* lp_label, double* alphas, double* betas,
+                   bool wavefront) {
   const int64_t T = s.T, U = s.U;
   if (!wavefront) {
     for (int64_t t = 0; t < T; ++t)
       for (int64_t u = 0; u <= U; ++u)
-        alphas[s.node(t, u)] = (t == 0 && u == 0) ? acc_t(0) : alpha_cell(s, t, u, alphas, lp_blank, lp_label);
+        alphas[s.node(t, u)] = (t == 0 && u == 0) ? 0.0 : alpha_cell(s, t, u, alphas, lp_blank, lp_label);
     for (int64_t t = T - 1; t >= 0; --t)
       for (int64_t u = U; u >= 0; --u) betas[s.node(t, u)] = beta_cell(s, t, u, betas, lp_blank, lp_label);
   } else {
@@ -84,7 +84,7 @@ acc_t lattice_one(const SampleView& s, const acc_t* lp_blank, const acc_t* lp_la
       const int64_t u_lo = std::max<int64_t>(0, d - (T - 1)), u_hi = std::min<int64_t>(U, d);
       at::parallel_for(u_lo, u_hi + 1, 64, [&](int64_t b0, int64_t b1) {
         for (int64_t u = b0; u < b1; ++u)
-          alphas[s.node(d - u, u)] = d == 0 ? acc_t(0) : alpha_cell(s, d - u, u, alphas, lp_blank, lp_label);
+          alphas[s.node(d - u, u)] = d == 0 ? 0.0 : alpha_cell(s, d - u, u, alphas, lp_blank, lp_label);
       });
     }
     for (int64_t d = T + U - 1; d >= 0; --d) {
@@ -98,7 +98,7 @@ acc_t lattice_one(const SampleView& s, const acc_t* lp_blank, const acc_t* lp_la
 }
 
 template <typename acc_t>
-void lattice_impl(const Layout& L, const acc_t* lp_blank, const acc_t* lp_label, acc_t* alphas, acc_t* betas,
+void lattice_impl(const Layout& L, const acc_t* lp_blank, const acc_t* lp_label, double* alphas, double* betas,
                   acc_t* costs, acc_t* blank_flow, acc_t* label_flow) {
   // Samples in parallel; a sample whose diagonals are long while there are fewer samples than
   // threads is swept by anti-diagonals instead, each diagonal split over the threads.
@@ -110,12 +110,13 @@ void lattice_impl(const Layout& L, const acc_t* lp_blank, const acc_t* lp_label,
   }
   auto finish = [&](int64_t b, bool wavefront) {
     const SampleView s = view(L, b);
-    costs[b] = lattice_one(s, lp_blank, lp_label, alphas, betas, wavefront);
+    const double cost = lattice_one(s, lp_blank, lp_label, alphas, betas, wavefront);
+    costs[b] = static_cast<acc_t>(cost);
     if (blank_flow == nullptr) return;
     for (int64_t t = 0; t < s.T; ++t)
       for (int64_t u = 0; u <= s.U; ++u) {
         const int64_t n = s.node(t, u);
-        node_flows(s, t, u, alphas, betas, lp_blank, lp_label, costs[b], blank_flow + n, label_flow + n);
+        node_flows(s, t, u, alphas, betas, lp_blank, lp_label, cost, blank_flow + n, label_flow + n);
       }
   };
   at::parallel_for(0, static_cast<int64_t>(small.size()), 1, [&](int64_t b0, int64_t b1) {
@@ -196,7 +197,7 @@ void lattice_cpu(DType acc, const Layout& L, const void* lp_blank, const void* l
                  static_cast<double*>(blank_flow), static_cast<double*>(label_flow));
   } else {
     lattice_impl(L, static_cast<const float*>(lp_blank), static_cast<const float*>(lp_label),
-                 static_cast<float*>(alphas), static_cast<float*>(betas), static_cast<float*>(costs),
+                 static_cast<double*>(alphas), static_cast<double*>(betas), static_cast<float*>(costs),
                  static_cast<float*>(blank_flow), static_cast<float*>(label_flow));
   }
 }

@@ -87,14 +87,14 @@ __global__ void node_scores_kernel(const scalar_t* __restrict__ logits, int64_t 
 // One block per sample: anti-diagonal sweeps, threads over the cells of a diagonal.
 template <typename acc_t>
 __global__ void lattice_kernel(Layout L, const acc_t* __restrict__ lp_blank, const acc_t* __restrict__ lp_label,
-                               acc_t* alphas, acc_t* betas, acc_t* costs, acc_t* blank_flow, acc_t* label_flow) {
+                               double* alphas, double* betas, acc_t* costs, acc_t* blank_flow, acc_t* label_flow) {
   const int64_t b = blockIdx.x;
   const SampleView s = view(L, b);
   const int64_t T = s.T, U = s.U;
   for (int64_t d = 0; d < T + U; ++d) {
     const int64_t u_lo = d - (T - 1) > 0 ? d - (T - 1) : 0, u_hi = U < d ? U : d;
     for (int64_t u = u_lo + threadIdx.x; u <= u_hi; u += blockDim.x)
-      alphas[s.node(d - u, u)] = d == 0 ? acc_t(0) : alpha_cell(s, d - u, u, alphas, lp_blank, lp_label);
+      alphas[s.node(d - u, u)] = d == 0 ? 0.0 : alpha_cell(s, d - u, u, alphas, lp_blank, lp_label);
     __syncthreads();
   }
   for (int64_t d = T + U - 1; d >= 0; --d) {
@@ -103,8 +103,8 @@ __global__ void lattice_kernel(Layout L, const acc_t* __restrict__ lp_blank, con
       betas[s.node(d - u, u)] = beta_cell(s, d - u, u, betas, lp_blank, lp_label);
     __syncthreads();
   }
-  const acc_t cost = -betas[s.node(0, 0)];
-  if (threadIdx.x == 0) costs[b] = cost;
+  const double cost = -betas[s.node(0, 0)];
+  if (threadIdx.x == 0) costs[b] = static_cast<acc_t>(cost);
   if (blank_flow == nullptr) return;
   for (int64_t i = threadIdx.x; i < T * (U + 1); i += blockDim.x) {
     const int64_t t = i / (U + 1), u = i % (U + 1);
@@ -181,8 +181,8 @@ void lattice_cuda(DType acc, const Layout& L, const void* lp_blank, const void* 
         static_cast<double*>(label_flow));
   } else {
     lattice_kernel<float><<<static_cast<unsigned>(L.B), threads, 0, st>>>(
-        L, static_cast<const float*>(lp_blank), static_cast<const float*>(lp_label), static_cast<float*>(alphas),
-        static_cast<float*>(betas), static_cast<float*>(costs), static_cast<float*>(blank_flow),
+        L, static_cast<const float*>(lp_blank), static_cast<const float*>(lp_label), static_cast<double*>(alphas),
+        static_cast<double*>(betas), static_cast<float*>(costs), static_cast<float*>(blank_flow),
         static_cast<float*>(label_flow));
   }
   check(cudaGetLastError(), "lattice");

@@ -20,8 +20,9 @@ blank leaves ``(T - 1, U)``. With ``lp`` the log-softmax of the logits::
     log P(y|x)  = alpha(T-1, U) + lp[T-1, U, blank]
     cost        = -log P(y|x)
 
-FastEmit (Yu et al., 2021, as in warp-transducer and NeMo) leaves the cost unchanged and adds
-``lambda * d/dlogits[-sum_{t,u} stopgrad(label_flow(t, u)) * lp[t, u, y[u]]]`` to the gradient,
+FastEmit (Yu et al., 2021, as in NeMo's numba loss and warp-transducer's fork) reports the cost as
+``(1 + lambda) * cost`` and adds ``lambda * d/dlogits[-sum_{t,u} stopgrad(label_flow(t, u)) *
+lp[t, u, y[u]]]`` to the gradient of the plain cost,
 where ``label_flow(t, u) = exp(alpha(t, u) + lp[t, u, y[u]] + beta(t, u + 1) - log P)`` is the
 posterior probability that the alignment emits ``y[u]`` from node ``(t, u)``.
 Gradient clamping (torchaudio, warp-transducer) clips every element of each sample's gradient with
@@ -137,8 +138,8 @@ def rnnt_loss_reference(logits, targets, logit_lengths, target_lengths, blank=0,
                         fastemit_lambda=0.0):
     """Autograd reference: logits [B, T, U+1, V] -> reduced cost (fp32, or fp64 for fp64 input).
 
-    FastEmit is implemented as a surrogate term whose value is zero and whose gradient is the
-    FastEmit gradient; clamping is not supported here (see rnnt_loss_reference_with_grad).
+    FastEmit is implemented as a surrogate term whose value is ``lambda * cost`` and whose gradient is
+    the FastEmit term; clamping is not supported here (see rnnt_loss_reference_with_grad).
     """
     V = logits.shape[-1]
     if blank < 0:
@@ -152,7 +153,7 @@ def rnnt_loss_reference(logits, targets, logit_lengths, target_lengths, blank=0,
         with torch.enable_grad():
             flows = _label_flows(lp_blank.detach(), lp_label.detach(), logit_lengths, target_lengths)
         surrogate = (flows * torch.nan_to_num(lp_label, neginf=0.0)).flatten(1).sum(1)
-        costs = costs - fastemit_lambda * (surrogate - surrogate.detach())
+        costs = costs - fastemit_lambda * (surrogate - surrogate.detach()) + fastemit_lambda * costs.detach()
     return reduce_costs(costs, target_lengths, reduction)
 
 
@@ -172,7 +173,7 @@ def rnnt_loss_reference_with_grad(logits, targets, logit_lengths, target_lengths
     The gradient is clamped to [-clamp, clamp] when clamp > 0 (before any reduction), and zero
     outside each sample's lengths.
     """
-    x = logits.detach().float().requires_grad_(True)
+    x = logits.detach().to(torch.float64 if logits.dtype == torch.float64 else torch.float32).requires_grad_(True)
     with torch.enable_grad():
         costs = rnnt_loss_reference(x, targets, logit_lengths, target_lengths, blank, "none",
                                     fastemit_lambda)
