@@ -37,7 +37,7 @@ TOKENS = ["<blank>", "<unk>"] + list("abcdefghijk") + ["<sos/eos>"]
 FEAT = 20
 
 
-def asr_args(**model_conf):
+def asr_args(cnn=True, dropout=0.1, **model_conf):
     conf = dict(ctc_weight=0.3, report_cer=False, report_wer=False)
     conf.update(model_conf)
     args = ASRTask.get_parser().parse_args([])
@@ -45,10 +45,10 @@ def asr_args(**model_conf):
         token_list=list(TOKENS), input_size=FEAT, frontend=None, normalize=None, specaug=None,
         encoder="conformer",
         encoder_conf=dict(output_size=32, attention_heads=2, linear_units=48, num_blocks=2, input_layer="conv2d",
-                          dropout_rate=0.1, positional_dropout_rate=0.1, attention_dropout_rate=0.1,
+                          dropout_rate=dropout, positional_dropout_rate=dropout, attention_dropout_rate=dropout,
                           rel_pos_type="latest", pos_enc_layer_type="rel_pos",
                           selfattention_layer_type="rel_selfattn", activation_type="swish", macaron_style=True,
-                          use_cnn_module=True, cnn_module_kernel=5),
+                          use_cnn_module=cnn, cnn_module_kernel=5),
         decoder="transducer",
         decoder_conf=dict(rnn_type="lstm", num_layers=1, hidden_size=24, dropout=0.1, dropout_embed=0.1),
         joint_net_conf=dict(joint_space_size=40),
@@ -58,19 +58,19 @@ def asr_args(**model_conf):
     return args
 
 
-def transducer_args(model="samplewise_transducer", **model_conf):
+def transducer_args(model="samplewise_transducer", norm="batch_norm", dropout=0.1, **model_conf):
     conf = dict(fastemit_lambda=0.01, auxiliary_ctc_weight=0.3, auxiliary_lm_loss_weight=0.2)
     conf.update(model_conf)
     args = SampleWiseASRTransducerTask.get_parser().parse_args([])
     for k, v in dict(
         token_list=list(TOKENS), input_size=FEAT, frontend=None, normalize=None, specaug=None,
         encoder_conf=dict(
-            main_conf=dict(pos_wise_act_type="swish", conv_mod_act_type="swish", pos_enc_dropout_rate=0.1,
-                           conv_mod_norm_type="batch_norm"),
+            main_conf=dict(pos_wise_act_type="swish", conv_mod_act_type="swish", pos_enc_dropout_rate=dropout,
+                           conv_mod_norm_type=norm),
             input_conf=dict(conv_size=16, subsampling_factor=4, vgg_like=False, output_size=None),
             body_conf=[dict(block_type="conformer", hidden_size=32, linear_size=48, heads=2,
-                            conv_mod_kernel_size=5, num_blocks=2, dropout_rate=0.1, pos_wise_dropout_rate=0.1,
-                            att_dropout_rate=0.1)]),
+                            conv_mod_kernel_size=5, num_blocks=2, dropout_rate=dropout,
+                            pos_wise_dropout_rate=dropout, att_dropout_rate=dropout)]),
         decoder="rnn", decoder_conf=dict(embed_size=24, hidden_size=24, dropout_rate=0.1, embed_dropout_rate=0.1),
         joint_network_conf=dict(joint_space_size=40),
         model=model, model_conf=conf,
@@ -141,13 +141,20 @@ def test_asr_model_state_dict_keys_and_no_warp_transducer():
     assert "warprnnt_pytorch" not in sys.modules
 
 
-@pytest.mark.parametrize("checkpointing", [False, True])
-def test_asr_step_equals_batched(checkpointing):
+@pytest.mark.parametrize("checkpointing,cnn,dropout,mode", [
+    (False, True, 0.1, None),
+    (True, True, 0.1, "whole"),      # conformer with batch norm: layers recomputed for the whole batch
+    (True, False, 0.0, "sliced(3)"),  # no batch norm: layers recomputed in slices of 3 utterances
+])
+def test_asr_step_equals_batched(checkpointing, cnn, dropout, mode):
     torch.manual_seed(0)
-    model = ASRTask.build_model(asr_args(encoder_checkpointing=checkpointing, checkpoint_chunk_size=3))
-    plain = ASRTask.build_model(asr_args())
+    model = ASRTask.build_model(asr_args(cnn=cnn, dropout=dropout, encoder_checkpointing=checkpointing,
+                                         checkpoint_chunk_size=3))
+    plain = ASRTask.build_model(asr_args(cnn=cnn, dropout=dropout))
     plain.load_state_dict(model.state_dict())
     assert bool(checkpointed_modules(model.encoder)) == checkpointing
+    if mode:
+        assert f"encoders.1:{mode}" in checkpointed_modules(model.encoder)
     data = batch()
     got = run_step(model, data)
     assert_same_step(got, run_step(asr_reference(plain), data))
@@ -155,15 +162,20 @@ def test_asr_step_equals_batched(checkpointing):
 
 
 # ---- task asr_transducer -----------------------------------------------------------------------
-@pytest.mark.parametrize("checkpointing", [False, True])
-def test_asr_transducer_step_equals_batched(checkpointing):
+@pytest.mark.parametrize("checkpointing,norm,dropout,mode", [
+    (False, "batch_norm", 0.1, None),
+    (True, "batch_norm", 0.1, "whole"),   # the conformer's batch norm: layers recomputed for the whole batch
+])
+def test_asr_transducer_step_equals_batched(checkpointing, norm, dropout, mode):
     torch.manual_seed(0)
-    ref = SampleWiseASRTransducerTask.build_model(transducer_args(model="espnet"))
+    ref = SampleWiseASRTransducerTask.build_model(transducer_args(model="espnet", norm=norm, dropout=dropout))
     assert type(ref) is ESPnetASRTransducerModel
     ref.criterion_transducer = swr.RNNTLoss(blank=0, reduction="mean", fastemit_lambda=ref.fastemit_lambda)
     model = SampleWiseASRTransducerTask.build_model(
-        transducer_args(encoder_checkpointing=checkpointing, checkpoint_chunk_size=3))
+        transducer_args(norm=norm, dropout=dropout, encoder_checkpointing=checkpointing, checkpoint_chunk_size=3))
     assert type(model) is SampleWiseASRTransducerModel
+    if mode:
+        assert f"encoders.blocks.1:{mode}" in checkpointed_modules(model.encoder)
     model.load_state_dict(ref.state_dict(), strict=True)  # same keys, both ways
     assert set(model.state_dict()) == set(ref.state_dict())
     data = batch(1)

@@ -4,20 +4,27 @@ At B = 1024 the encoder's saved activations, not the loss, are what exceed one G
 :func:`enable_encoder_checkpointing` makes an encoder keep only
 
 * the input of each encoder layer (every layer's activations are recomputed in backward,
-  one layer at a time, for the whole batch; batch-norm running statistics are updated once,
-  by the first forward, not again by the recomputation), and
+  one layer at a time), and
 * the input of the convolutional subsampling front end, which is recomputed in backward in
   slices of ``chunk_size`` utterances (its ``[B, C, T/2, F/2]`` convolution outputs are the
   largest tensors of the whole encoder).
 
-Gradients equal those of the unchecked encoder: recomputation uses
-``torch.utils.checkpoint(use_reentrant=False)``, which restores the RNG state (same dropout masks)
-and the autocast state. Layers are recomputed for the whole batch, because ESPnet's conformer
-convolution module uses batch normalisation (statistics over the batch); only the front end,
-whose convolutions act on each utterance alone, is sliced, and only when it holds no batch
-normalisation or dropout (otherwise it is recomputed for the whole batch too). For ESPnet's
-``Conv2dSubsampling*`` front ends the positional encoding (which holds a dropout) runs on the
-whole batch after the sliced convolutions.
+Recomputation uses ``torch.utils.checkpoint(use_reentrant=False)``, which restores the RNG state
+(the same dropout masks in forward and recomputation) and the autocast state.
+
+* Layers with batch normalisation (task ``asr``'s conformer convolution module; task
+  ``asr_transducer`` with ``conv_mod_norm_type: batch_norm``) mix the utterances of a batch:
+  they are recomputed for the whole batch, and their running statistics are updated once (by
+  the forward, not again by the recomputation). Gradients equal the unchecked encoder's, dropout
+  included.
+* Layers without batch normalisation (task ``asr_transducer``'s default ``layer_norm``) act on
+  each utterance alone: forward and recomputation run in slices of ``chunk_size`` utterances, so
+  the memory of a layer's recomputation no longer grows with the batch. Gradients equal the
+  unchecked encoder's when dropout is off; with dropout the masks are drawn slice by slice
+  (other random numbers than the unchecked encoder draws, from the same distribution).
+* The conv2d front end, whose convolutions act on each utterance alone and hold no dropout, is
+  sliced (exact); for ESPnet's ``Conv2dSubsampling*`` the positional encoding (which holds a
+  dropout) runs on the whole batch after the sliced convolutions.
 
 Nothing changes in the module tree: the parameters, ``state_dict`` keys and checkpoints are those
 of the plain encoder. The forward of each wrapped module is replaced on the instance only.
@@ -99,20 +106,66 @@ def _wrap_whole(module: torch.nn.Module) -> None:
     module._swr_checkpointed = "whole"
 
 
-def _per_sample_safe(module: torch.nn.Module) -> bool:
-    """True when no submodule mixes utterances (batch norm) or draws random numbers (dropout)."""
+def _per_sample_safe(module: torch.nn.Module, allow_dropout: bool = False) -> bool:
+    """True when no submodule mixes utterances (batch norm) or, unless allowed, draws random
+    numbers (dropout)."""
     for m in module.modules():
         if isinstance(m, torch.nn.modules.batchnorm._NormBase):
             return False
-        if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0:
+        if not allow_dropout and isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0:
             return False
     return True
+
+
+# layers whose forward acts on each utterance alone when they hold no batch norm
+_SLICEABLE_LAYERS = {"EncoderLayer", "Conformer"}
 
 
 def _sliced(fn, x: torch.Tensor, chunk_size: int) -> torch.Tensor:
     """``fn`` over batch slices of ``x``, each slice checkpointed; outputs concatenated."""
     outs = [checkpoint(fn, x[i:i + chunk_size], use_reentrant=False) for i in range(0, x.shape[0], chunk_size)]
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
+
+
+def _wrap_sliced_layer(layer: torch.nn.Module, chunk_size: int, transducer_block: bool) -> None:
+    """A per-utterance encoder layer, recomputed in batch slices.
+
+    asr: ``EncoderLayer(x | (x, pos_emb), mask[B, 1, T]) -> (x | (x, pos_emb), mask)``;
+    asr_transducer: ``block(x, pos_enc, mask[B, T], chunk_mask=None) -> (x, mask, pos_enc)``.
+    ``pos_emb``/``pos_enc`` (batch dimension 1) and ``chunk_mask`` are shared by every slice.
+    """
+    orig = layer.forward
+
+    if transducer_block:
+        def forward(x, pos_enc, mask, chunk_mask=None):
+            if not _active(layer) or x.shape[0] <= chunk_size:
+                if _active(layer):
+                    return _checkpoint_once(layer, orig, x, pos_enc, mask, chunk_mask=chunk_mask)
+                return orig(x, pos_enc, mask, chunk_mask=chunk_mask)
+            outs = [checkpoint(lambda xs, ms: orig(xs, pos_enc, ms, chunk_mask=chunk_mask)[0],
+                               x[i:i + chunk_size], mask[i:i + chunk_size], use_reentrant=False)
+                    for i in range(0, x.shape[0], chunk_size)]
+            return torch.cat(outs, dim=0), mask, pos_enc
+    else:
+        def forward(x_input, mask, cache=None):
+            x = x_input[0] if isinstance(x_input, tuple) else x_input
+            if cache is not None or not _active(layer) or x.shape[0] <= chunk_size:
+                if _active(layer) and cache is None:
+                    return _checkpoint_once(layer, orig, x_input, mask)
+                return orig(x_input, mask, cache)
+            pos = x_input[1] if isinstance(x_input, tuple) else None
+
+            def run(xs, ms):
+                out, _ = orig((xs, pos) if pos is not None else xs, ms)
+                return out[0] if isinstance(out, tuple) else out
+
+            outs = [checkpoint(run, x[i:i + chunk_size], mask[i:i + chunk_size], use_reentrant=False)
+                    for i in range(0, x.shape[0], chunk_size)]
+            y = torch.cat(outs, dim=0)
+            return ((y, pos) if pos is not None else y), mask
+
+    layer.forward = forward
+    layer._swr_checkpointed = f"sliced({chunk_size})"
 
 
 def _wrap_conv2d_subsampling(embed: torch.nn.Module, chunk_size: int) -> None:
@@ -184,9 +237,13 @@ def enable_encoder_checkpointing(encoder: torch.nn.Module, chunk_size: int = 16)
     if checkpointed_modules(encoder):
         return checkpointed_modules(encoder)
     # the layers: asr's MultiSequential of EncoderLayer, asr_transducer's MultiBlocks(.blocks)
-    layers = encoder.encoders.blocks if hasattr(encoder.encoders, "blocks") else encoder.encoders
+    transducer = hasattr(encoder.encoders, "blocks")
+    layers = encoder.encoders.blocks if transducer else encoder.encoders
     for layer in layers:
-        _wrap_whole(layer)
+        if _per_sample_safe(layer, allow_dropout=True) and type(layer).__name__ in _SLICEABLE_LAYERS:
+            _wrap_sliced_layer(layer, chunk_size, transducer)
+        else:
+            _wrap_whole(layer)
     embed = encoder.embed
     name = type(embed).__name__
     if (name in _CONV2D_FACTORS and isinstance(getattr(embed, "out", None), torch.nn.Sequential)

@@ -80,6 +80,8 @@ def worker(a) -> dict:
     args.input_size, args.normalize = None, None
     args.model_conf = dict(args.model_conf)
     args.model_conf["encoder_checkpointing"] = a.method != "espnet_batched"
+    if a.chunk is not None:
+        args.model_conf["checkpoint_chunk_size"] = a.chunk
     torch.manual_seed(0)
     model = ASRTask.build_model(args)
     if a.method.startswith("espnet_batched"):
@@ -131,6 +133,9 @@ def main(argv=None):
     p.add_argument("--batch-sizes", default="1,2,3")
     p.add_argument("--methods", default="espnet_batched,samplewise", help=f"from {', '.join(METHODS)}")
     p.add_argument("--precision", default="fp32", help="comma-separated: fp32, bf16")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="override checkpoint_chunk_size (the front end's slice; at B <= chunk the front "
+                        "end's recomputation grows with B, which a linear fit would carry to B = 1024)")
     p.add_argument("--target-batch", type=int, default=1024)
     p.add_argument("--budget-gib", type=float, default=80.0)
     p.add_argument("--out", default="exp/memory/memory.json")
@@ -165,6 +170,8 @@ def main(argv=None):
                 cmd = [sys.executable, __file__, "--worker", "--method", m, "--batch", str(B), "--precision", pr,
                        "--config", a.config, "--seconds", str(a.seconds), "--tokens-per-second",
                        str(a.tokens_per_second), "--vocab", str(a.vocab)]
+                if a.chunk is not None:
+                    cmd += ["--chunk", str(a.chunk)]
                 t0 = time.time()
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -185,7 +192,7 @@ def main(argv=None):
             table.append(dict(method=m, precision=pr, measured={str(B): round(v / GIB, 3) for B, v in pts},
                               fixed_gib=round(a0 / GIB, 3), per_utterance_mib=round(b0 / 2 ** 20, 1),
                               predicted_gib=round(pred / GIB, 1), fits=bool(pred / GIB <= a.budget_gib)))
-    meta = dict(config=a.config, seconds=a.seconds, tokens=int(round(a.seconds * a.tokens_per_second)),
+    meta = dict(config=a.config, seconds=a.seconds, checkpoint_chunk_size=a.chunk, tokens=int(round(a.seconds * a.tokens_per_second)),
                 vocab=a.vocab, target_batch=a.target_batch, budget_gib=a.budget_gib,
                 device="CPU (resident set), torch " + __import__("torch").__version__)
     out.write_text(json.dumps(dict(meta=meta, table=table, runs=runs), indent=1) + "\n")
