@@ -145,16 +145,22 @@ def test_asr_model_state_dict_keys_and_no_warp_transducer():
     (False, True, 0.1, None),
     (True, True, 0.1, "whole"),      # conformer with batch norm: layers recomputed for the whole batch
     (True, False, 0.0, "sliced(3)"),  # no batch norm: layers recomputed in slices of 3 utterances
+    (True, True, 0.0, "sliced_parts"),  # batch norm, attention and feed-forward sliced inside
 ])
 def test_asr_step_equals_batched(checkpointing, cnn, dropout, mode):
     torch.manual_seed(0)
+    extra = dict(checkpoint_sliced_layers=True) if mode == "sliced_parts" else {}
     model = ASRTask.build_model(asr_args(cnn=cnn, dropout=dropout, encoder_checkpointing=checkpointing,
-                                         checkpoint_chunk_size=3))
+                                         checkpoint_chunk_size=3, **extra))
     plain = ASRTask.build_model(asr_args(cnn=cnn, dropout=dropout))
     plain.load_state_dict(model.state_dict())
     assert bool(checkpointed_modules(model.encoder)) == checkpointing
-    if mode:
-        assert f"encoders.1:{mode}" in checkpointed_modules(model.encoder)
+    names = checkpointed_modules(model.encoder)
+    if mode == "sliced_parts":
+        assert {"encoders.1:whole", "encoders.1.self_attn:sliced(3)", "encoders.1.feed_forward:sliced(3)",
+                "encoders.1.feed_forward_macaron:sliced(3)"} <= set(names)
+    elif mode:
+        assert f"encoders.1:{mode}" in names
     data = batch()
     got = run_step(model, data)
     assert_same_step(got, run_step(asr_reference(plain), data))
@@ -165,17 +171,24 @@ def test_asr_step_equals_batched(checkpointing, cnn, dropout, mode):
 @pytest.mark.parametrize("checkpointing,norm,dropout,mode", [
     (False, "batch_norm", 0.1, None),
     (True, "batch_norm", 0.1, "whole"),   # the conformer's batch norm: layers recomputed for the whole batch
+    (True, "batch_norm", 0.0, "sliced_parts"),  # attention and feed-forward sliced inside the layers
 ])
 def test_asr_transducer_step_equals_batched(checkpointing, norm, dropout, mode):
     torch.manual_seed(0)
     ref = SampleWiseASRTransducerTask.build_model(transducer_args(model="espnet", norm=norm, dropout=dropout))
     assert type(ref) is ESPnetASRTransducerModel
     ref.criterion_transducer = swr.RNNTLoss(blank=0, reduction="mean", fastemit_lambda=ref.fastemit_lambda)
+    extra = dict(checkpoint_sliced_layers=True) if mode == "sliced_parts" else {}
     model = SampleWiseASRTransducerTask.build_model(
-        transducer_args(norm=norm, dropout=dropout, encoder_checkpointing=checkpointing, checkpoint_chunk_size=3))
+        transducer_args(norm=norm, dropout=dropout, encoder_checkpointing=checkpointing, checkpoint_chunk_size=3,
+                        **extra))
     assert type(model) is SampleWiseASRTransducerModel
-    if mode:
-        assert f"encoders.blocks.1:{mode}" in checkpointed_modules(model.encoder)
+    names = checkpointed_modules(model.encoder)
+    if mode == "sliced_parts":
+        assert {"encoders.blocks.1:whole", "encoders.blocks.1.self_att:sliced(3)",
+                "encoders.blocks.1.feed_forward:sliced(3)"} <= set(names)
+    elif mode:
+        assert f"encoders.blocks.1:{mode}" in names
     model.load_state_dict(ref.state_dict(), strict=True)  # same keys, both ways
     assert set(model.state_dict()) == set(ref.state_dict())
     data = batch(1)
@@ -227,6 +240,8 @@ def test_wrong_options_give_clear_errors():
         ASRTask.build_model(asr_args(fused="yes"))
     with pytest.raises(ValueError, match="checkpoint_chunk_size must be a positive integer, got 0"):
         ASRTask.build_model(asr_args(encoder_checkpointing=True, checkpoint_chunk_size=0))
+    with pytest.raises(ValueError, match="checkpoint_sliced_layers: true needs encoder_checkpointing: true"):
+        ASRTask.build_model(asr_args(checkpoint_sliced_layers=True))
     with pytest.raises(ValueError, match="max_chunk_bytes must be null or a positive integer, got -5"):
         SampleWiseASRTransducerTask.build_model(transducer_args(max_chunk_bytes=-5))
     with pytest.raises(ValueError, match="encoder_checkpointing must be true or false, got 'on'"):

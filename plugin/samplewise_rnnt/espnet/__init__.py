@@ -8,12 +8,14 @@ Select it in the training YAML (see recipes/librispeech/espnet/README.md for the
         ctc_weight: 0.3
         fused: null                  # sample-wise engine options (samplewise_rnnt.espnet.options)
         encoder_checkpointing: true
+        checkpoint_sliced_layers: true
 
     # task asr_transducer (python -m samplewise_rnnt.espnet.asr_transducer_train)
     model: samplewise_transducer
     model_conf:
         auxiliary_ctc_weight: 0.3
         encoder_checkpointing: true
+        checkpoint_sliced_layers: true
 
 The entry points ``python -m samplewise_rnnt.espnet.{asr_train, asr_inference,
 asr_transducer_train, asr_transducer_inference}`` register the model name and run ESPnet's own

@@ -43,10 +43,11 @@ class SampleWiseESPnetASRModel(ESPnetASRModel):
         loss_clamp: float = -1.0,
         encoder_checkpointing: bool = False,
         checkpoint_chunk_size: int = 16,
+        checkpoint_sliced_layers: bool = False,
         **kwargs,
     ):
         self_opts = SampleWiseOptions(fused, max_chunk_bytes, loss_clamp, encoder_checkpointing,
-                                      checkpoint_chunk_size)
+                                      checkpoint_chunk_size, checkpoint_sliced_layers)
         if joint_network is None:
             raise ValueError("model: samplewise_transducer needs a transducer: set decoder: transducer "
                              "and joint_net_conf in the config (got no joint network)")

@@ -22,6 +22,11 @@ Recomputation uses ``torch.utils.checkpoint(use_reentrant=False)``, which restor
   the memory of a layer's recomputation no longer grows with the batch. Gradients equal the
   unchecked encoder's when dropout is off; with dropout the masks are drawn slice by slice
   (other random numbers than the unchecked encoder draws, from the same distribution).
+* With ``sliced_layers``, the attention and feed-forward modules inside a whole-batch layer
+  (per-utterance computations, the attention's ``[B, H, T, T]`` tensors among them) are
+  checkpointed again in slices of ``chunk_size`` utterances: the whole-batch part of a layer's
+  recomputation is then its convolution module alone. Exact with dropout off; with dropout the
+  sliced modules draw their masks slice by slice.
 * The conv2d front end, whose convolutions act on each utterance alone and hold no dropout, is
   sliced (exact); for ESPnet's ``Conv2dSubsampling*`` the positional encoding (which holds a
   dropout) runs on the whole batch after the sliced convolutions.
@@ -33,6 +38,7 @@ original code.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from contextlib import contextmanager
 from typing import List
@@ -168,6 +174,44 @@ def _wrap_sliced_layer(layer: torch.nn.Module, chunk_size: int, transducer_block
     layer._swr_checkpointed = f"sliced({chunk_size})"
 
 
+def _wrap_sliced_module(module: torch.nn.Module, chunk_size: int, batch_params) -> None:
+    """A per-utterance submodule (attention, feed-forward) checkpointed in batch slices.
+
+    The arguments named in ``batch_params`` are sliced along the batch; the others (relative
+    positional encodings, chunk masks) are shared by every slice. The output is one tensor.
+    """
+    orig = module.forward
+    sig = inspect.signature(orig)
+
+    def forward(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        names = [n for n in batch_params if isinstance(bound.arguments.get(n), torch.Tensor)]
+        B = bound.arguments[names[0]].shape[0] if names else 0
+        if not _active(module) or B <= chunk_size:
+            return orig(*args, **kwargs)
+
+        def run(*slices):
+            call = dict(bound.arguments)
+            call.update(zip(names, slices))
+            return orig(**call)
+
+        outs = [checkpoint(run, *[bound.arguments[n][i:i + chunk_size] for n in names], use_reentrant=False)
+                for i in range(0, B, chunk_size)]
+        return torch.cat(outs, dim=0)
+
+    module.forward = forward
+    module._swr_checkpointed = f"sliced({chunk_size})"
+
+
+# per-utterance submodules of the conformer layers of both tasks, and their batch arguments
+_SLICEABLE_PARTS = {
+    "self_attn": ("query", "key", "value", "mask"),     # asr: EncoderLayer
+    "self_att": ("query", "key", "value", "mask"),      # asr_transducer: Conformer
+    "feed_forward": ("x",),
+    "feed_forward_macaron": ("x",),
+}
+
+
 def _wrap_conv2d_subsampling(embed: torch.nn.Module, chunk_size: int) -> None:
     """ESPnet's Conv2dSubsampling*: conv + linear sliced and checkpointed, pos. encoding whole."""
     orig = embed.forward
@@ -213,14 +257,21 @@ def checkpointed_modules(encoder: torch.nn.Module) -> List[str]:
     return [f"{n}:{m._swr_checkpointed}" for n, m in encoder.named_modules() if hasattr(m, "_swr_checkpointed")]
 
 
-def enable_encoder_checkpointing(encoder: torch.nn.Module, chunk_size: int = 16) -> List[str]:
+def enable_encoder_checkpointing(encoder: torch.nn.Module, chunk_size: int = 16,
+                                 sliced_layers: bool = False) -> List[str]:
     """Turn on activation checkpointing in an ESPnet conformer encoder, in place.
 
     Args:
         encoder: ``espnet2.asr.encoder.conformer_encoder.ConformerEncoder`` (task ``asr``; also
             the transformer/e-branchformer encoders, which share its ``embed``/``encoders``
             layout) or ``espnet2.asr_transducer.encoder.encoder.Encoder`` (task ``asr_transducer``).
-        chunk_size: utterances per recomputed slice of the subsampling front end.
+        chunk_size: utterances per recomputed slice of the subsampling front end (and of the
+            per-utterance parts of the layers with ``sliced_layers``).
+        sliced_layers: also recompute the attention and feed-forward modules of layers that are
+            recomputed for the whole batch in slices of ``chunk_size`` utterances (nested
+            checkpoints): the batch-wide part of a layer's recomputation shrinks to its
+            convolution module. Exact with dropout off; with dropout, the sliced modules draw
+            their masks slice by slice.
 
     Returns:
         the names of the checkpointed submodules (for the log).
@@ -244,6 +295,11 @@ def enable_encoder_checkpointing(encoder: torch.nn.Module, chunk_size: int = 16)
             _wrap_sliced_layer(layer, chunk_size, transducer)
         else:
             _wrap_whole(layer)
+            if sliced_layers:
+                for part, params in _SLICEABLE_PARTS.items():
+                    sub = getattr(layer, part, None)
+                    if isinstance(sub, torch.nn.Module) and _per_sample_safe(sub, allow_dropout=True):
+                        _wrap_sliced_module(sub, chunk_size, params)
     embed = encoder.embed
     name = type(embed).__name__
     if (name in _CONV2D_FACTORS and isinstance(getattr(embed, "out", None), torch.nn.Sequential)

@@ -19,6 +19,7 @@ SAMPLEWISE_KEYS = {
     "loss_clamp": -1.0,
     "encoder_checkpointing": False,
     "checkpoint_chunk_size": 16,
+    "checkpoint_sliced_layers": False,
 }
 
 
@@ -32,12 +33,15 @@ class SampleWiseOptions:
         loss_clamp: gradient clamp of the loss (torchaudio's ``clamp``; -1: off).
         encoder_checkpointing: activation checkpointing of the conformer encoder.
         checkpoint_chunk_size: utterances per recomputed slice of the subsampling front end.
+        checkpoint_sliced_layers: also recompute the attention and feed-forward modules of each
+            layer in slices of ``checkpoint_chunk_size`` utterances (exact with dropout off).
     """
     fused: Optional[bool] = None
     max_chunk_bytes: Optional[int] = None
     loss_clamp: float = -1.0
     encoder_checkpointing: bool = False
     checkpoint_chunk_size: int = 16
+    checkpoint_sliced_layers: bool = False
 
     def __post_init__(self):
         if self.fused not in (None, True, False):
@@ -50,6 +54,11 @@ class SampleWiseOptions:
         if not isinstance(self.encoder_checkpointing, bool):
             raise ValueError(f"model_conf encoder_checkpointing must be true or false, "
                              f"got {self.encoder_checkpointing!r}")
+        if not isinstance(self.checkpoint_sliced_layers, bool):
+            raise ValueError(f"model_conf checkpoint_sliced_layers must be true or false, "
+                             f"got {self.checkpoint_sliced_layers!r}")
+        if self.checkpoint_sliced_layers and not self.encoder_checkpointing:
+            raise ValueError("model_conf checkpoint_sliced_layers: true needs encoder_checkpointing: true")
         c = self.checkpoint_chunk_size
         if isinstance(c, bool) or not isinstance(c, int) or c < 1:
             raise ValueError(f"model_conf checkpoint_chunk_size must be a positive integer, got {c!r}")
@@ -58,7 +67,7 @@ class SampleWiseOptions:
         if self.encoder_checkpointing:
             if encoder is None:
                 raise ValueError("model_conf encoder_checkpointing: true needs an encoder")
-            enable_encoder_checkpointing(encoder, self.checkpoint_chunk_size)
+            enable_encoder_checkpointing(encoder, self.checkpoint_chunk_size, self.checkpoint_sliced_layers)
 
     def loss(self, encoder_out, decoder_out, joint, target, t_len, u_len, blank, fastemit_lambda=0.0):
         """ESPnet's transducer loss (mean = sum of per-utterance losses / B), sample-wise."""

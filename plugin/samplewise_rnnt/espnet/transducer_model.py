@@ -38,8 +38,9 @@ class SampleWiseASRTransducerModel(ESPnetASRTransducerModel):
     """
 
     def __init__(self, *args, fused=None, max_chunk_bytes=None, loss_clamp=-1.0, encoder_checkpointing=False,
-                 checkpoint_chunk_size=16, **kwargs):
-        opts = SampleWiseOptions(fused, max_chunk_bytes, loss_clamp, encoder_checkpointing, checkpoint_chunk_size)
+                 checkpoint_chunk_size=16, checkpoint_sliced_layers=False, **kwargs):
+        opts = SampleWiseOptions(fused, max_chunk_bytes, loss_clamp, encoder_checkpointing, checkpoint_chunk_size,
+                                 checkpoint_sliced_layers)
         if kwargs.get("use_k2_pruned_loss", False):
             raise ValueError("model: samplewise_transducer computes the full transducer loss; "
                              "use_k2_pruned_loss: true is not supported with it (got use_k2_pruned_loss=True)")
