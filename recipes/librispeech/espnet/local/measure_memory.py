@@ -19,8 +19,12 @@ Each (method, B) runs in a fresh process on the CPU. Every utterance has the cap
 tokens. The peak is the process's maximal resident set (``ru_maxrss``) minus its resident set
 after the imports (the kernel's high-water mark ``VmHWM`` is reset after the model is built, so
 the construction does not count; the step's own allocations do), so it holds the parameters, gradients, Adam state, activations, the joint
-output and every temporary buffer. A line ``a + b * B`` is fitted to the measurements and
-evaluated at ``--target-batch``. CPU numbers stand in for the GPU here (no GPU on this machine):
+output and every temporary buffer. ``held`` is the resident set after the forward (what the
+step keeps for backward, plus the model). Prediction at ``--target-batch``: the peak at the
+largest measured B plus, per extra utterance, the larger of the two fitted slopes (peak and held).
+At small B the peak of the sample-wise step is set by per-sample working memory that does not
+grow with B, so its peak slope is below the resolution; the held slope is the growth that
+remains. CPU numbers stand in for the GPU here (no GPU on this machine):
 ``bf16`` runs under ``torch.autocast("cpu", dtype=torch.bfloat16)`` as ESPnet's trainer runs
 under CUDA autocast with ``use_amp: true``; the CUDA context and allocator slack are not in them.
 """
@@ -80,6 +84,8 @@ def worker(a) -> dict:
     args.input_size, args.normalize = None, None
     args.model_conf = dict(args.model_conf)
     args.model_conf["encoder_checkpointing"] = a.method != "espnet_batched"
+    if a.method == "espnet_batched":
+        args.model_conf["checkpoint_sliced_layers"] = False
     if a.chunk is not None:
         args.model_conf["checkpoint_chunk_size"] = a.chunk
     torch.manual_seed(0)
@@ -104,12 +110,14 @@ def worker(a) -> dict:
     t0 = time.perf_counter()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
         loss, stats, _ = model(speech, speech_lengths, text, text_lengths)
+    held = _rss_bytes() - base  # what the forward leaves alive for backward (plus the model)
     loss.backward()
     opt.step()
     seconds = time.perf_counter() - t0
     peak = _status_bytes("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     n_params = sum(p.numel() for p in model.parameters())
-    return dict(method=a.method, batch=B, precision=a.precision, peak_bytes=peak - base, step_seconds=seconds,
+    return dict(method=a.method, batch=B, precision=a.precision, peak_bytes=peak - base, held_bytes=held,
+                step_seconds=seconds,
                 params=n_params, loss=float(loss), frames_out=None, tokens=U, seconds=a.seconds)
 
 
@@ -173,7 +181,11 @@ def main(argv=None):
                 if a.chunk is not None:
                     cmd += ["--chunk", str(a.chunk)]
                 t0 = time.time()
-                r = subprocess.run(cmd, capture_output=True, text=True)
+                # glibc keeps freed blocks below its (dynamic, up to 32 MiB) mmap threshold resident,
+                # so the resident set would hold dead tensors; a fixed 128 KiB threshold returns every
+                # larger block to the system when it is freed: the resident set tracks live memory.
+                env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
+                r = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
                 if r.returncode or not line:
                     raise RuntimeError(f"worker {m} B={B} {pr} failed:\n{r.stderr[-3000:]}")
@@ -185,26 +197,31 @@ def main(argv=None):
     table = []
     for pr in precisions:
         for m in methods:
-            pts = sorted((r["batch"], r["peak_bytes"]) for r in runs if r["method"] == m and r["precision"] == pr
-                         and r["batch"] in sizes)
-            a0, b0 = fit(pts)
-            pred = a0 + b0 * a.target_batch
-            table.append(dict(method=m, precision=pr, measured={str(B): round(v / GIB, 3) for B, v in pts},
-                              fixed_gib=round(a0 / GIB, 3), per_utterance_mib=round(b0 / 2 ** 20, 1),
+            rs = sorted((r for r in runs if r["method"] == m and r["precision"] == pr and r["batch"] in sizes),
+                        key=lambda r: r["batch"])
+            if len(rs) < 2:
+                continue
+            _, b_peak = fit([(r["batch"], r["peak_bytes"]) for r in rs])
+            _, b_held = fit([(r["batch"], r["held_bytes"]) for r in rs if "held_bytes" in r] or [(0, 0), (1, 0)])
+            slope = max(b_peak, b_held)
+            last = rs[-1]
+            pred = last["peak_bytes"] + (a.target_batch - last["batch"]) * slope
+            table.append(dict(method=m, precision=pr,
+                              measured={str(r["batch"]): round(r["peak_bytes"] / GIB, 3) for r in rs},
+                              held={str(r["batch"]): round(r.get("held_bytes", 0) / GIB, 3) for r in rs},
+                              peak_slope_mib=round(b_peak / 2 ** 20, 1), held_slope_mib=round(b_held / 2 ** 20, 1),
                               predicted_gib=round(pred / GIB, 1), fits=bool(pred / GIB <= a.budget_gib)))
     meta = dict(config=a.config, seconds=a.seconds, checkpoint_chunk_size=a.chunk, tokens=int(round(a.seconds * a.tokens_per_second)),
                 vocab=a.vocab, target_batch=a.target_batch, budget_gib=a.budget_gib,
                 device="CPU (resident set), torch " + __import__("torch").__version__)
     out.write_text(json.dumps(dict(meta=meta, table=table, runs=runs), indent=1) + "\n")
-    hdr = (f"| method | precision | measured peak GiB ({', '.join(f'B={B}' for B in sizes)}) | fixed GiB "
-           f"| MiB per utterance | predicted B={a.target_batch} GiB | fits {a.budget_gib:.0f} GB |")
-    print(hdr)
+    print(f"| method | precision | peak GiB ({', '.join(f'B={B}' for B in sizes)}) | held after forward GiB "
+          f"| MiB/utt (peak, held) | predicted peak B={a.target_batch} GiB | fits {a.budget_gib:.0f} GB |")
     print("|" + " --- |" * 7)
     for t in table:
         print(f"| {t['method']} | {t['precision']} | {', '.join(f'{v:.2f}' for v in t['measured'].values())} | "
-              f"{t['fixed_gib']:.2f} | {t['per_utterance_mib']:.0f} | {t['predicted_gib']:.0f} | "
-              f"{'yes' if t['fits'] else 'no'} |")
-
+              f"{', '.join(f'{v:.2f}' for v in t['held'].values())} | {t['peak_slope_mib']:.0f}, "
+              f"{t['held_slope_mib']:.0f} | {t['predicted_gib']:.0f} | {'yes' if t['fits'] else 'no'} |")
 
 if __name__ == "__main__":
     main()
