@@ -1,0 +1,3 @@
+from . import _main_write_wrapper
+
+_main_write_wrapper()
