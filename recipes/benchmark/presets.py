@@ -51,4 +51,15 @@ PAPER = {
     "full": {"B": 1024},
 }
 
-PRESETS = {"core": CORE, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER}
+# make demo: the memory story in about a minute on 2 cores (a smaller lattice than `sweep`)
+DEMO = {
+    "description": "make demo: batched vs sample-wise vs fused at growing B (T=100, U=20, V=512, joint 256)",
+    "level": "joint",
+    "methods": ["batched_swr", "samplewise", "fused"],
+    "common": {"T": 100, "U": 20, "V": 512, "Hj": 256, "He": 256, "Hp": 256, "blank": 0, "short_frac": 0.5},
+    "shapes": {"cpu": [{"B": b} for b in (1, 4, 16, 64)],
+               "cuda": [{"B": b} for b in (1, 16, 64, 256)]},
+    "repeats": 1,
+}
+
+PRESETS = {"core": CORE, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER, "demo": DEMO}
