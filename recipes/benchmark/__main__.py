@@ -25,9 +25,9 @@ def build_cases(preset: dict, devices: List[str], dtype: str, repeats: int, max_
         for shape in preset["shapes"][device]:
             shape = dict(shape)
             names = shape.pop("methods", None) or preset["methods"]
+            if methods:  # --methods: these, in this order (methods outside the preset included)
+                names = list(methods)
             for name in names:
-                if methods and name not in methods:
-                    continue
                 case = dict(preset["common"], **shape)
                 case.update(method=name, device=device, dtype=dtype, level=preset["level"],
                             repeats=preset.get("repeats", repeats) if repeats is None else repeats)

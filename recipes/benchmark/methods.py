@@ -84,7 +84,12 @@ def build_inputs(case) -> dict:
         logits = torch.randn(B, T, U + 1, V, generator=g).to(device=device, dtype=dtype)
         return {"logits": logits, "labels": (targets, tl, ul), "bytes": logits.numel() * logits.element_size()}
     torch.manual_seed(case.get("seed", 0))
-    joint = TanhJoint(case["He"], case["Hp"], case["Hj"], V).to(device)
+    try:  # the package's Linear-tanh-Linear joint (the fused output layer recognises it)
+        from samplewise_rnnt.joints import LinearJoint
+
+        joint = LinearJoint(case["He"], case["Hp"], case["Hj"], V).to(device)
+    except ImportError:
+        joint = TanhJoint(case["He"], case["Hp"], case["Hj"], V).to(device)
     enc = torch.randn(B, T, case["He"], generator=g).to(device).requires_grad_(True)
     pred = torch.randn(B, U + 1, case["Hp"], generator=g).to(device).requires_grad_(True)
     nbytes = sum(x.numel() * x.element_size() for x in [enc, pred, *joint.parameters()])
