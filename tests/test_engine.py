@@ -443,3 +443,24 @@ def test_fused_true_dispatches_to_the_fused_output_layer():
     assert_all_close(ours, ref)
     with pytest.raises(ValueError, match="no Linear-act-Linear structure"):
         bad_call(joint=BilinearLogSoftmaxJoint(6, 5, 9), fused=True)
+
+
+def test_fused_none_picks_the_fused_layer_for_a_linear_joint_only():
+    from samplewise_rnnt.joints import LinearJoint
+
+    torch.manual_seed(9)
+    joint = LinearJoint(6, 5, 12, 9)
+    calls = []
+    joint.register_forward_hook(lambda *args: calls.append(1))  # the generic path calls joint(...)
+    enc, pred, tg, tl, ul = make_batch(seed=23)
+    auto = loss_and_grads(lambda e, p: swr.samplewise_rnnt_loss(e, p, joint, tg, tl, ul), enc, pred, joint)
+    assert calls == []  # fused: the joint's forward (the logits) never ran
+    generic = loss_and_grads(lambda e, p: swr.samplewise_rnnt_loss(e, p, joint, tg, tl, ul, fused=False), enc, pred,
+                             joint)
+    assert calls  # the generic path ran the joint
+    assert_all_close(auto, generic)
+    # a joint without that structure goes the generic way under None
+    other = BilinearLogSoftmaxJoint(6, 5, 9)
+    swr.samplewise_rnnt_loss(enc, pred, other, tg, tl, ul)
+    with pytest.raises(ValueError, match="fused must be None"):
+        bad_call(fused="yes")

@@ -347,8 +347,10 @@ def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, e
             default of :func:`samplewise_rnnt.planner.default_budget`; ``1``: one sample at a time;
             ``float('inf')``: the whole batch in one group.
         fused: ``True``: the fused output layer (:func:`samplewise_rnnt.fused.fused_samplewise_rnnt_loss`;
-            Linear-act-Linear joints only, ValueError otherwise); ``None`` / ``False``: the generic path
-            described here (``None`` may later choose the fused path automatically).
+            Linear-act-Linear joints only, ValueError otherwise); ``False``: the generic path described
+            here; ``None`` (default): the fused layer when the joint has the structure it recognises
+            (:class:`samplewise_rnnt.LinearJoint`, ESPnet's ``JointNetwork``, NeMo's ``RNNTJoint``; see
+            :func:`samplewise_rnnt.fused.linear_joint_spec`), else the generic path.
 
     Returns:
         the reduced loss (fp32), or per-sample losses ``[B]`` for ``reduction="none"``.
@@ -370,6 +372,12 @@ def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, e
     if max_chunk_bytes is not None and (isinstance(max_chunk_bytes, bool) or
                                         not isinstance(max_chunk_bytes, (int, float)) or not max_chunk_bytes > 0):
         raise ValueError(f"max_chunk_bytes must be a positive number of bytes or None, got {max_chunk_bytes!r}")
+    if fused not in (None, True, False):
+        raise ValueError(f"fused must be None (automatic), True or False, got {fused!r}")
+    if fused is None:
+        from .fused import linear_joint_spec
+
+        fused = linear_joint_spec(joint) is not None
     if fused:  # the fused output layer (plugin/samplewise_rnnt/fused.py): no logits tensor at all
         from .fused import fused_samplewise_rnnt_loss
 

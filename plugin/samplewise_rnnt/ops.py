@@ -207,9 +207,10 @@ class _RNNTLossFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         grad, ul, offsets, tl = ctx.saved_tensors
         B = ul.shape[0]
-        w = _sample_weights(grad_output, ctx.reduction, B, ul, torch.float32)
+        w = _sample_weights(grad_output, ctx.reduction, B, ul,
+                            torch.float64 if grad.dtype == torch.float64 else torch.float32)
         if ctx.packed:
-            rows = torch.zeros(grad.shape[0], dtype=torch.float32, device=grad.device)
+            rows = torch.zeros(grad.shape[0], dtype=w.dtype, device=grad.device)
             sizes = tl * (ul + 1)
             idx = torch.repeat_interleave(torch.arange(B, device=grad.device), sizes)
             pos = torch.arange(idx.shape[0], device=grad.device) - torch.repeat_interleave(torch.cumsum(sizes, 0)

@@ -34,18 +34,10 @@ from samplewise_rnnt.ops import rnnt_loss_and_grad
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class TanhJoint(torch.nn.Module):
+def TanhJoint(he, hp, hj, v):
     """The usual transducer joint (ESPnet's JointNetwork, NeMo's RNNTJoint): Linear(enc) + Linear(pred),
-    tanh, Linear to V."""
-
-    def __init__(self, he, hp, hj, v):
-        super().__init__()
-        self.lin_enc = torch.nn.Linear(he, hj)
-        self.lin_dec = torch.nn.Linear(hp, hj, bias=False)
-        self.lin_out = torch.nn.Linear(hj, v)
-
-    def forward(self, enc, pred):
-        return self.lin_out(torch.tanh(self.lin_enc(enc) + self.lin_dec(pred)))
+    tanh, Linear to V. A samplewise_rnnt.LinearJoint, so that the fused method can run on it too."""
+    return swr.LinearJoint(he, hp, hj, v, activation="tanh")
 
 
 @dataclass
@@ -186,8 +178,10 @@ def _make_batched(loss_name):
 
 def _make_samplewise(inp, case):
     joint = inp["joint"]
+    # fused=False: the generic path (None would pick the fused layer for this joint)
     return _joint_step(inp, lambda e, p: swr.samplewise_rnnt_loss(
-        e, p, joint, *inp["labels"], blank=case["blank"], max_chunk_bytes=case.get("max_chunk_bytes")), case)
+        e, p, joint, *inp["labels"], blank=case["blank"], max_chunk_bytes=case.get("max_chunk_bytes"),
+        fused=False), case)
 
 
 def _make_fused(inp, case):
