@@ -1,6 +1,6 @@
 # samplewise-rnnt: one-command set-up, build and tests.
 #   make test       venv (.venv, pinned versions), system packages, extension build, pytest
-#   make demo       the same set-up, then the main job on its embedded default (CPU)
+#   make demo       the same set-up, then the main job on its embedded default (CPU, under 20 minutes)
 #   make gpu-check  on a machine with a GPU: build there, CUDA tests, GPU benchmarks -> recipes/benchmark/results/
 SHELL := /bin/bash
 .ONESHELL:
@@ -57,6 +57,10 @@ build: $(STAMP)
 
 test: build sysdeps
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# the main job on its embedded default: synthetic mini-LibriSpeech, NeMo and ESPnet recipes, memory story (CPU)
+demo: build sysdeps
+	bash recipes/demo/run.sh
 
 bench: build
 	$(PY) -m recipes.benchmark --preset core
