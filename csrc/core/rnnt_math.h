@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "rnnt_kernels.h"
+
 #if defined(__CUDACC__)
 #define SWR_HD __host__ __device__ __forceinline__
 #else
@@ -92,6 +94,19 @@ struct SampleView {
 // The recursions run in lat_t (double: alphas and betas are sums of hundreds of log-probabilities,
 // and the flows exponentiate their differences, so fp32 would cost ~1e-5 relative accuracy) on
 // per-node log-probabilities of type lp_t (float, or double for float64 logits).
+
+// Sample b of a layout.
+SWR_HD SampleView view(const Layout& L, int64_t b) { return SampleView{L.offsets[b], L.strides[b], L.T[b], L.U[b]}; }
+
+// The accumulation type of a logits type: double for double, float for float, half and bfloat16.
+template <typename T>
+struct Acc {
+  using type = float;
+};
+template <>
+struct Acc<double> {
+  using type = double;
+};
 
 // alpha(t, u) from its two predecessors (t, u) != (0, 0).
 template <typename lat_t, typename lp_t>

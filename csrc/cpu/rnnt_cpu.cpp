@@ -15,18 +15,6 @@
 namespace swr {
 namespace {
 
-template <typename T>
-struct Acc {
-  using type = float;
-};
-template <>
-struct Acc<double> {
-  using type = double;
-};
-
-inline SampleView view(const Layout& L, int64_t b) {
-  return SampleView{L.offsets[b], L.strides[b], L.T[b], L.U[b]};
-}
 
 // Calls f(b, t) for every stored time row of every sample, in parallel.
 template <typename F>

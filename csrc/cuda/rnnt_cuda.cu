@@ -17,15 +17,6 @@
 namespace swr {
 namespace {
 
-template <typename T>
-struct Acc {
-  using type = float;
-};
-template <>
-struct Acc<double> {
-  using type = double;
-};
-
 __device__ __forceinline__ float load(const float* p) { return *p; }
 __device__ __forceinline__ double load(const double* p) { return *p; }
 __device__ __forceinline__ float load(const __half* p) { return __half2float(*p); }
@@ -35,9 +26,6 @@ __device__ __forceinline__ void store(double* p, double x) { *p = x; }
 __device__ __forceinline__ void store(__half* p, float x) { *p = __float2half(x); }
 __device__ __forceinline__ void store(__nv_bfloat16* p, float x) { *p = __float2bfloat16(x); }
 
-__device__ __forceinline__ SampleView view(const Layout& L, int64_t b) {
-  return SampleView{L.offsets[b], L.strides[b], L.T[b], L.U[b]};
-}
 
 void check(cudaError_t err, const char* what) {
   if (err != cudaSuccess) throw std::runtime_error(std::string("samplewise_rnnt CUDA ") + what + ": " +
