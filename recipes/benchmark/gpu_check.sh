@@ -55,6 +55,8 @@ for args in "--preset core --device cuda" \
             "--preset core --device cuda --dtype float16" \
             "--preset engine --device cuda" \
             "--preset engine --device cuda --dtype bfloat16" \
+            "--preset engine --device cuda --methods batched_swr samplewise fused" \
+            "--preset demo --device cuda" \
             "--preset sweep --device cuda --plot $PNG" \
             "--preset paper --device cuda" \
             "--preset paper --device cuda --dtype bfloat16"; do
