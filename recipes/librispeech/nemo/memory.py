@@ -127,7 +127,8 @@ def fit(points):
 
 
 def table(results, target=1024, budget_gib=80.0) -> str:
-    lines = [f"| variant | measured peak (GiB) at B = {', '.join(str(r['batch']) for r in results[VARIANTS[0]]['runs'])}"
+    first = next(iter(results.values()))  # the variants measured (any subset of VARIANTS)
+    lines = [f"| variant | measured peak (GiB) at B = {', '.join(str(r['batch']) for r in first['runs'])}"
              f" | per utterance (MiB) | B = {target} (GiB, extrapolated) | fits {budget_gib:.0f} GB? |",
              "| --- | --- | --- | --- | --- |"]
     for v, r in results.items():
