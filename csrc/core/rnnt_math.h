@@ -91,6 +91,17 @@ struct SampleView {
   SWR_HD int64_t node(int64_t t, int64_t u) const { return offset + t * stride + u; }
 };
 
+// Stage 1's result for node n: the log-sum-exp l over V and the log-probabilities of blank and of the
+// next label (x_blank, x_label: their logits; has_label false in the last column); padding nodes
+// (valid false) get l = 0 and -inf log-probabilities.
+template <typename acc_t>
+SWR_HD void store_node_scores(int64_t n, bool valid, acc_t l, acc_t x_blank, acc_t x_label, bool has_label, acc_t* lse,
+                              acc_t* lp_blank, acc_t* lp_label) {
+  lse[n] = valid ? l : acc_t(0);
+  lp_blank[n] = valid ? x_blank - l : neg_inf<acc_t>();
+  lp_label[n] = valid && has_label ? x_label - l : neg_inf<acc_t>();
+}
+
 // The recursions run in lat_t (double: alphas and betas are sums of hundreds of log-probabilities,
 // and the flows exponentiate their differences, so fp32 would cost ~1e-5 relative accuracy) on
 // per-node log-probabilities of type lp_t (float, or double for float64 logits).

@@ -38,19 +38,17 @@ void node_scores_impl(const scalar_t* logits, int64_t V, const Layout& L, int64_
     for (int64_t u = 0; u < s.stride; ++u) {
       const int64_t n = s.node(t, u);
       if (t >= s.T || u > s.U) {
-        lse[n] = 0;
-        lp_blank[n] = neg_inf<acc_t>();
-        lp_label[n] = neg_inf<acc_t>();
+        store_node_scores<acc_t>(n, false, 0, 0, 0, false, lse, lp_blank, lp_label);
         continue;
       }
       const scalar_t* x = logits + n * V;
       acc_t m = neg_inf<acc_t>(), z = 0;
       for (int64_t v = 0; v < V; ++v) m = std::max(m, static_cast<acc_t>(x[v]));
       for (int64_t v = 0; v < V; ++v) z += fexp(static_cast<acc_t>(x[v]) - m);
-      const acc_t l = lse_value(m, z);
-      lse[n] = l;
-      lp_blank[n] = static_cast<acc_t>(x[blank]) - l;
-      lp_label[n] = u < s.U ? static_cast<acc_t>(x[L.targets[b * L.target_stride + u]]) - l : neg_inf<acc_t>();
+      const bool has_label = u < s.U;
+      const acc_t x_label = has_label ? static_cast<acc_t>(x[L.targets[b * L.target_stride + u]]) : acc_t(0);
+      store_node_scores(n, true, lse_value(m, z), static_cast<acc_t>(x[blank]), x_label, has_label, lse, lp_blank,
+                        lp_label);
     }
   });
 }

@@ -49,11 +49,7 @@ __global__ void node_scores_kernel(const scalar_t* __restrict__ logits, int64_t 
   const int64_t t = local / s.stride, u = local % s.stride;
   const int64_t n = s.node(t, u);
   if (t >= s.T || u > s.U) {
-    if (lane == 0) {
-      lse[n] = 0;
-      lp_blank[n] = neg_inf<acc_t>();
-      lp_label[n] = neg_inf<acc_t>();
-    }
+    if (lane == 0) store_node_scores<acc_t>(n, false, 0, 0, 0, false, lse, lp_blank, lp_label);
     return;
   }
   const scalar_t* x = logits + n * V;
@@ -65,10 +61,10 @@ __global__ void node_scores_kernel(const scalar_t* __restrict__ logits, int64_t 
     lse_merge(m, z, m2, z2);
   }
   if (lane == 0) {
-    const acc_t l = lse_value(m, z);
-    lse[n] = l;
-    lp_blank[n] = static_cast<acc_t>(load(x + blank)) - l;
-    lp_label[n] = u < s.U ? static_cast<acc_t>(load(x + L.targets[b * L.target_stride + u])) - l : neg_inf<acc_t>();
+    const bool has_label = u < s.U;
+    const acc_t x_label = has_label ? static_cast<acc_t>(load(x + L.targets[b * L.target_stride + u])) : acc_t(0);
+    store_node_scores(n, true, lse_value(m, z), static_cast<acc_t>(load(x + blank)), x_label, has_label, lse,
+                      lp_blank, lp_label);
   }
 }
 
