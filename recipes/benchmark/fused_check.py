@@ -20,39 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
+from samplewise_rnnt.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
+
 METHODS = ("batched", "generic", "fused")
 log = logging.getLogger("fused_check")
-
-
-def _rss_kib():
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def _reset_peak():
-    """Reset the kernel's peak-RSS counter (VmHWM); False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_kib(reset_ok):
-    if reset_ok:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def run_case(args):
@@ -86,12 +62,12 @@ def run_case(args):
 
     import gc
     gc.collect()
-    base = _rss_kib()
-    reset_ok = _reset_peak()
+    base = rss_bytes() // 1024
+    reset_ok = reset_peak_rss()
     t0 = time.perf_counter()
     loss = step()
     first = time.perf_counter() - t0
-    peak = _peak_kib(reset_ok) - base
+    peak = peak_rss_bytes(reset_ok) // 1024 - base
     times = []
     for _ in range(args.steps):
         enc.grad = pred.grad = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import gc
 import json
-import os
 import resource
 import statistics
 import sys
@@ -19,31 +18,9 @@ import time
 
 import torch
 
+from samplewise_rnnt.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
+
 from .methods import METHODS, build_inputs
-
-
-def _rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's high-water mark of this process's RSS (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_bytes(reset_ok: bool):
-    if reset_ok:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _cpu_seconds():
@@ -80,8 +57,8 @@ def run_case(case: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _rss_bytes()
-        reset_ok = _reset_peak_rss()
+        base = rss_bytes()
+        reset_ok = reset_peak_rss()
     repeats = case["repeats"] if method.max_repeats is None else min(case["repeats"], method.max_repeats)
     times, cpu_times = [], []
     for _ in range(repeats):
@@ -91,7 +68,7 @@ def run_case(case: dict) -> dict:
         sync()
         times.append((time.perf_counter() - t0) * 1e3)
         cpu_times.append((_cpu_seconds() - c0) * 1e3)
-    peak = (torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes(reset_ok)) - base
+    peak = (torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes(reset_ok)) - base
     return {"time_ms": statistics.median(times), "cpu_ms": statistics.median(cpu_times), "peak_mib": max(peak, 0) / 2 ** 20,
             "inputs_mib": inputs["bytes"] / 2 ** 20, "repeats": repeats,
             "peak_source": "cuda.max_memory_allocated" if cuda else ("VmHWM" if reset_ok else "ru_maxrss")}

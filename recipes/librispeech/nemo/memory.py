@@ -24,35 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from samplewise_rnnt.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "conf" / "fastconformer_transducer_samplewise_b1024.yaml"
 VARIANTS = ("stock", "stock+ckpt", "samplewise", "samplewise+ckpt")
 GIB = 1024 ** 3
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _reset_peak_rss() -> None:
-    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def one_step(config: str, variant: str, batch: int, seconds: float, tps: float, device: str) -> dict:
@@ -92,8 +74,9 @@ def one_step(config: str, variant: str, batch: int, seconds: float, tps: float, 
     import gc
 
     gc.collect()
-    rss0 = _rss_bytes()
-    _reset_peak_rss()
+    rss0 = rss_bytes()
+    if not reset_peak_rss():
+        raise OSError("cannot reset the peak-RSS mark (/proc/self/clear_refs)")
     t0 = time.time()
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
         enc, enc_len = model.forward(input_signal=sig, input_signal_length=sig_len)
@@ -110,7 +93,7 @@ def one_step(config: str, variant: str, batch: int, seconds: float, tps: float, 
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = max(_peak_rss_bytes() - rss0, 0) + weights
+        peak = max(peak_rss_bytes() - rss0, 0) + weights
     return {"variant": variant, "batch": batch, "peak_bytes": int(peak), "step_s": time.time() - t0,
             "T_frames": int(enc.shape[-1]), "U": U, "loss": float(loss), "weights_bytes": weights,
             "device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": "bf16 autocast" if cuda else "fp32"}

@@ -34,36 +34,15 @@ import argparse
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from samplewise_rnnt.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
+
 METHODS = ("espnet_batched", "espnet_batched_ckpt", "samplewise")
 GIB = 1024 ** 3
-
-
-def _status_bytes(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {key} in /proc/self/status")
-
-
-def _rss_bytes() -> int:
-    return _status_bytes("VmRSS")
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's resident-set high-water mark (VmHWM) of this process (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def worker(a) -> dict:
@@ -77,7 +56,7 @@ def worker(a) -> dict:
     from samplewise_rnnt.espnet import register
 
     register()
-    base = _rss_bytes()
+    base = rss_bytes()
     args = ASRTask.get_parser().parse_args(["--config", a.config])  # ESPnet's own config parsing
     vocab = a.vocab
     args.token_list = ["<blank>", "<unk>"] + [f"tok{i}" for i in range(vocab - 3)] + ["<sos/eos>"]
@@ -106,15 +85,15 @@ def worker(a) -> dict:
     speech_lengths = torch.full((B,), n, dtype=torch.long)
     text = torch.randint(2, vocab - 1, (B, U), generator=g)
     text_lengths = torch.full((B,), U, dtype=torch.long)
-    reset = _reset_peak()  # the step's own peak, not the model construction's
+    reset = reset_peak_rss()  # the step's own peak, not the model construction's
     t0 = time.perf_counter()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
         loss, stats, _ = model(speech, speech_lengths, text, text_lengths)
-    held = _rss_bytes() - base  # what the forward leaves alive for backward (plus the model)
+    held = rss_bytes() - base  # what the forward leaves alive for backward (plus the model)
     loss.backward()
     opt.step()
     seconds = time.perf_counter() - t0
-    peak = _status_bytes("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss_bytes(reset)
     n_params = sum(p.numel() for p in model.parameters())
     return dict(method=a.method, batch=B, precision=a.precision, peak_bytes=peak - base, held_bytes=held,
                 step_seconds=seconds,
