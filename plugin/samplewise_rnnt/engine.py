@@ -216,18 +216,13 @@ def _run_group(g: Group, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, weight
         break
     inv = 1.0 / factor  # undo the normalisation: weights = scale * inv
     k = 0
-    one = n == 1
-    if bufs.enc is not None:
-        if one:
-            bufs.enc[g.samples[0], :g.T].add_(grads[k][0], alpha=inv)
+    for buf, length in ((bufs.enc, g.T), (bufs.pred, g.U1)):  # the group's rows of the input buffers
+        if buf is None:
+            continue
+        if n == 1:
+            buf[g.samples[0], :length].add_(grads[k][0], alpha=inv)
         else:
-            bufs.enc[:, :g.T].index_add_(0, idx, grads[k], alpha=inv)
-        k += 1
-    if bufs.pred is not None:
-        if one:
-            bufs.pred[g.samples[0], :g.U1].add_(grads[k][0], alpha=inv)
-        else:
-            bufs.pred[:, :g.U1].index_add_(0, idx, grads[k], alpha=inv)
+            buf[:, :length].index_add_(0, idx, grads[k], alpha=inv)
         k += 1
     for i in pidx:
         if grads[k] is not None:
