@@ -31,19 +31,25 @@ __all__ = ["enable_encoder_checkpointing", "disable_encoder_checkpointing", "che
 _DEFAULTS = {"layers": True, "subsampling": True, "subsampling_chunk": 64}
 
 
+def plain_container(value):
+    """An OmegaConf DictConfig as a plain dict (resolved); anything else as it is."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(value, DictConfig):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return value
+
+
 def checkpointing_options(value, where: str = "model.encoder_checkpointing") -> Optional[dict]:
     """Normalise the config value (``bool`` or mapping) to options, or ``None`` when off."""
     if value is None or value is False:
         return None
     if value is True:
         return dict(_DEFAULTS)
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(value, DictConfig):
-            value = OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
+    value = plain_container(value)
     if not isinstance(value, dict):
         raise ValueError(f"{where} must be true, false or a mapping, got {value!r}")
     out = dict(_DEFAULTS)

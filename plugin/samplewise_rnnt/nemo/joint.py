@@ -18,6 +18,7 @@ import torch
 from nemo.collections.asr.modules.rnnt import RNNTJoint
 
 from ..engine import samplewise_rnnt_loss
+from .checkpointing import plain_container
 
 __all__ = ["SampleWiseRNNTJoint", "check_samplewise_kwargs", "SAMPLEWISE_KWARGS_DEFAULTS", "NEMO_REDUCTIONS"]
 
@@ -40,13 +41,7 @@ def check_samplewise_kwargs(kwargs, where: str = "model.loss.samplewise_rnnt_kwa
     """
     if kwargs is None:
         kwargs = {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(kwargs, DictConfig):
-            kwargs = OmegaConf.to_container(kwargs, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
+    kwargs = plain_container(kwargs)
     if not isinstance(kwargs, dict):
         raise ValueError(f"{where} must be a mapping of options, got {type(kwargs).__name__}: {kwargs!r}")
     out = dict(SAMPLEWISE_KWARGS_DEFAULTS)
