@@ -3,6 +3,7 @@
 #   1. build samplewise_rnnt._C in place for the visible GPU (TORCH_CUDA_ARCH_LIST unset),
 #   2. run the CUDA tests (tests marked `cuda`; tests that import NeMo/ESPnet skip where those are absent),
 #   3. run the GPU benchmarks (core, engine, sweep, paper presets on cuda; fp32 and bf16),
+#   4. where NeMo imports, the NeMo recipe's memory measurement (recipes/librispeech/nemo/memory.py),
 # and write everything printed, with the GPU's name and the exact commands, to
 # recipes/benchmark/results/<gpu-name>-<date>.md, plus the memory plot <gpu-name>-<date>.png.
 set -uo pipefail
@@ -64,5 +65,15 @@ for args in "--preset core --device cuda" \
   # the tables go to the results file; tqdm's progress to the terminal
   $PY -m recipes.benchmark $args --save "$OUT" || status=1
 done
+echo "== NeMo recipe: memory of one training step at B = 1024 (bf16 autocast)" | tee -a "$OUT"
+if $PY -c "import nemo.collections.asr" >/dev/null 2>&1; then
+  echo '```' >> "$OUT"
+  run $PY recipes/librispeech/nemo/memory.py --device cuda --batch-sizes 8 16 32 \
+      --out "recipes/benchmark/results/$TAG-nemo-memory.json" || status=1
+  echo '```' >> "$OUT"
+else
+  echo "skipped: NeMo is not importable with $PY (the GPU image has no NeMo and no package index;" \
+       "run it where NeMo is installed: python recipes/librispeech/nemo/memory.py --device cuda)" | tee -a "$OUT"
+fi
 echo "results: $OUT $PNG (status $status)"
 exit $status

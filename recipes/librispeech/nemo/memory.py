@@ -6,18 +6,39 @@ B utterances of ``--seconds`` seconds each (the duration cap: every utterance as
 with ``--tokens-per-second`` labels. Variants:
 
 * ``stock``: NeMo's non-fused joint + RNNTLoss (numba), no checkpointing (stock NeMo)
-* ``stock+ckpt``: the same with encoder activation checkpointing
-* ``samplewise``: the sample-wise loss (this package), no checkpointing
-* ``samplewise+ckpt``: the recipe's setting
+* ``stock+ckpt``: the same with the config's encoder activation checkpointing
+* ``samplewise``: the sample-wise loss (this package, the config's ``samplewise_rnnt_kwargs``), no checkpointing
+* ``samplewise+ckpt``: the recipe's setting (sample-wise loss + the config's ``encoder_checkpointing``)
 
-Each (variant, B) runs in a fresh process. On CUDA the peak is ``torch.cuda.max_memory_allocated`` under
-bf16 autocast (the recipe's precision); on the CPU it is the growth of the process's peak resident set
-during the step (peak mark reset just before it, large blocks mmap-ed so that freed memory leaves the
-resident set) plus the weights, in fp32 (about twice the bf16 activation bytes: conservative).
-Peak(B) is fitted by least squares as a + b*B (every term of the step grows linearly in B at a fixed
-length) and evaluated at B = 1024.
+Each (variant, B) runs in a fresh process. The step is measured in phases: ``preprocessor`` (features and
+SpecAugment, whole batch), ``front end`` (the subsampling convolutions: in chunks when checkpointed),
+``encoder + predictor`` (the Conformer layers and the LSTM), ``loss`` (joint + loss forward), ``backward``
+(loss, predictor and layers), ``front-end backward`` and ``optimizer`` (AdamW step: its two states are
+created here). Each phase's peak is recorded separately: on CUDA
+``torch.cuda.max_memory_allocated`` (peak stats reset at each phase) above the memory before the step; on
+the CPU the high-water mark of the resident set (reset at each phase) above the resident set before the
+step (large blocks are mmap-ed so that freed memory leaves the resident set). Both count the weights and
+the batch. Precision: bf16 autocast on CUDA (the recipe's bf16-mixed), fp32 on the CPU unless
+``--precision bf16`` (CPU autocast: the recipe's bytes, without the CUDA context and allocator slack).
+``held`` is what the forward leaves alive for backward.
 
-    python recipes/librispeech/nemo/memory.py --device cpu --batch-sizes 1 2 3 --out recipes/librispeech/nemo/memory_cpu.json
+Why phases: at small B the step's largest moment is the optimizer (weights, gradients and AdamW states,
+independent of B) or the front end's recomputation (one chunk, independent of B), which hide the
+per-utterance growth of the layers' backward. Each phase's peak is fitted by
+least squares as a + b*B (at a fixed length every term grows linearly in B, or not at all) and
+extrapolated to B = 1024; the step's peak there is the largest phase.
+
+The front end's recomputation works in chunks of ``encoder_checkpointing.subsampling_chunk`` utterances,
+so for the ``+ckpt`` variants the batch sizes must be at least that chunk (below it the front end grows
+with B and the fit would charge every utterance of B = 1024 with it).
+
+    python recipes/librispeech/nemo/memory.py --device cpu --variants samplewise+ckpt --batch-sizes 8 24 64 \
+        --out recipes/librispeech/nemo/results/memory_cpu_fp32_recipe.json
+    python recipes/librispeech/nemo/memory.py --device cpu --variants stock+ckpt --batch-sizes 8 16 \
+        --out recipes/librispeech/nemo/results/memory_cpu_fp32_stock_ckpt.json
+    python recipes/librispeech/nemo/memory.py --device cpu --variants stock samplewise --batch-sizes 1 2 3 \
+        --out recipes/librispeech/nemo/results/memory_cpu_fp32_no_ckpt.json
+    python recipes/librispeech/nemo/memory.py --device cuda --batch-sizes 8 16 32   # on a GPU (bf16 autocast)
 """
 from __future__ import annotations
 
@@ -34,19 +55,46 @@ from samplewise_rnnt.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "conf" / "fastconformer_transducer_samplewise_b1024.yaml"
 VARIANTS = ("stock", "stock+ckpt", "samplewise", "samplewise+ckpt")
+PHASES = ("preprocessor", "front end", "encoder + predictor", "loss", "backward", "front-end backward",
+          "optimizer")
 GIB = 1024 ** 3
 
 
-def one_step(config: str, variant: str, batch: int, seconds: float, tps: float, device: str) -> dict:
-    """Run one training step in this process; return the measured peak (bytes)."""
+def load_model_config(config: str, overrides=()):
+    """The config's ``model`` section with ``key=value`` overrides (``model.``-relative or absolute)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key = item.split("=", 1)[0]
+        prefixed = item if key.startswith(("model.", "trainer.")) else "model." + item
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([prefixed]))
+    return cfg.model
+
+
+def checkpoint_chunk(model_cfg) -> int:
+    """The front end's recomputation chunk the ``+ckpt`` variants use (0 when the front end is not checkpointed)."""
+    from samplewise_rnnt.nemo.checkpointing import checkpointing_options
+
+    opts = checkpointing_options(model_cfg.get("encoder_checkpointing", None) or True)
+    return int(opts["subsampling_chunk"]) if opts and opts["subsampling"] else 0
+
+
+def one_step(config: str, overrides, variant: str, batch: int, seconds: float, tps: float, device: str,
+             precision: str) -> dict:
+    """Run one training step in this process; return each phase's measured peak (bytes)."""
+    import gc
+
     import torch
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
     import samplewise_rnnt.nemo  # noqa: F401
     from nemo.collections.asr.models import EncDecRNNTModel
 
     torch.manual_seed(0)
-    cfg = OmegaConf.load(config).model
+    cfg = load_model_config(config, overrides)
     vocab = 1024
     with open_dict(cfg):
         for key in ("train_ds", "validation_ds", "test_ds", "tokenizer"):
@@ -55,7 +103,9 @@ def one_step(config: str, variant: str, batch: int, seconds: float, tps: float, 
         cfg.loss = {"loss_name": "warprnnt_numba"} if variant.startswith("stock") else \
             {"loss_name": "samplewise_rnnt", "samplewise_rnnt_kwargs": dict(cfg.loss.get("samplewise_rnnt_kwargs", {}))}
         cfg.joint.fuse_loss_wer = False
-        cfg.encoder_checkpointing = variant.endswith("+ckpt")
+        # the config's checkpointing options (chunk included); plain ``true`` where it has none
+        cfg.encoder_checkpointing = (cfg.get("encoder_checkpointing", None) or True) if variant.endswith("+ckpt") \
+            else False
         cfg.decoding = {"strategy": "greedy_batch", "greedy": {"max_symbols": 5}}
     model = EncDecRNNTModel(cfg).to(device)
     model.train()
@@ -68,38 +118,82 @@ def one_step(config: str, variant: str, batch: int, seconds: float, tps: float, 
     tr_len = torch.full((batch,), U, device=device)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     cuda = device.startswith("cuda")
+    inputs = sum(t.numel() * t.element_size() for t in (sig, sig_len, tr, tr_len))
+    gc.collect()
     if cuda:
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    import gc
+    # the step's memory counts the weights and the batch (as on a GPU), not the process's libraries
+    base = (torch.cuda.memory_allocated() if cuda else rss_bytes()) - weights - inputs
 
-    gc.collect()
-    rss0 = rss_bytes()
-    if not reset_peak_rss():
-        raise OSError("cannot reset the peak-RSS mark (/proc/self/clear_refs)")
+    def now():
+        return torch.cuda.memory_allocated() - base if cuda else rss_bytes() - base
+
+    def begin():
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        elif not reset_peak_rss():
+            raise OSError("cannot reset the peak-RSS mark (/proc/self/clear_refs)")
+
+    def end():
+        if cuda:
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() - base
+        return peak_rss_bytes() - base
+
+    peaks = {}
+
+    def cut(name):
+        """Close phase ``name`` (record its peak) and open the next one."""
+        peaks[name] = end()
+        begin()
+
+    # phase boundaries inside the forward and the backward: the preprocessor and the front end run on
+    # the whole batch or in chunks, the layers on the whole batch, so each gets its own fit
+    hooks = [model.preprocessor.register_forward_hook(lambda *_: cut("preprocessor")),
+             model.encoder.pre_encode.register_forward_hook(lambda m, i, out: front_end_done(out))]
+
+    def front_end_done(out):
+        cut("front end")
+        x = out[0] if isinstance(out, (tuple, list)) else out
+        if torch.is_tensor(x) and x.requires_grad:  # its gradient is complete when the layers' backward ends
+            x.register_hook(lambda g: cut("backward"))
+
     t0 = time.time()
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+    with torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        begin()
         enc, enc_len = model.forward(input_signal=sig, input_signal_length=sig_len)
         dec, dec_len, _ = model.decoder(targets=tr, target_length=tr_len)
+        cut("encoder + predictor")
         if model.joint.fuse_loss_wer:
             loss = model.joint(encoder_outputs=enc, decoder_outputs=dec, encoder_lengths=enc_len, transcripts=tr,
                                transcript_lengths=tr_len, compute_wer=False)[0]
         else:
             joint = model.joint(encoder_outputs=enc, decoder_outputs=dec)
             loss = model.loss(log_probs=joint, targets=tr, input_lengths=enc_len, target_lengths=dec_len)
+            del joint
+        cut("loss")
+    held = now()
     loss.backward()
-    opt.step()
-    if cuda:
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
+    if "backward" not in peaks:  # the front end's output needed no gradient: the whole backward is one phase
+        cut("backward")
+        peaks["front-end backward"] = 0
     else:
-        peak = max(peak_rss_bytes() - rss0, 0) + weights
-    return {"variant": variant, "batch": batch, "peak_bytes": int(peak), "step_s": time.time() - t0,
-            "T_frames": int(enc.shape[-1]), "U": U, "loss": float(loss), "weights_bytes": weights,
-            "device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": "bf16 autocast" if cuda else "fp32"}
+        cut("front-end backward")
+    opt.step()
+    cut("optimizer")
+    for h in hooks:
+        h.remove()
+    phase = max(peaks, key=peaks.get)
+    return {"variant": variant, "batch": batch, "peak_bytes": int(peaks[phase]), "peak_phase": phase,
+            "phase_peak_bytes": {k: int(v) for k, v in peaks.items()}, "held_bytes": int(held),
+            "step_s": time.time() - t0, "T_frames": int(enc.shape[-1]), "U": U, "loss": float(loss),
+            "weights_bytes": weights, "device": torch.cuda.get_device_name() if cuda else "cpu",
+            "dtype": "bf16 autocast" if precision == "bf16" else "fp32"}
 
 
 def fit(points):
+    """Least-squares a + b*x."""
     n = len(points)
     xs = [b for b, _ in points]
     ys = [p for _, p in points]
@@ -109,53 +203,103 @@ def fit(points):
     return my - slope * mx, slope
 
 
-def table(results, target=1024, budget_gib=80.0) -> str:
+def extrapolate(runs, target: int) -> dict:
+    """Fit every phase's peak (and the held bytes) over B; the step's peak at ``target`` is the largest phase."""
+    phases = {}
+    for ph in PHASES:
+        a, b = fit([(r["batch"], r["phase_peak_bytes"][ph]) for r in runs])
+        phases[ph] = {"intercept_bytes": a, "slope_bytes": b, "at_target_bytes": a + b * target}
+    a, b = fit([(r["batch"], r["held_bytes"]) for r in runs])
+    top = max(phases, key=lambda ph: phases[ph]["at_target_bytes"])
+    return {"runs": runs, "phases": phases, "peak_phase": top, "slope_bytes": phases[top]["slope_bytes"],
+            "extrapolated_bytes": phases[top]["at_target_bytes"], "held_slope_bytes": b,
+            "held_at_target_bytes": a + b * target}
+
+
+def table(results, target=1024, budget_gb=80.0) -> str:
     first = next(iter(results.values()))  # the variants measured (any subset of VARIANTS)
-    lines = [f"| variant | measured peak (GiB) at B = {', '.join(str(r['batch']) for r in first['runs'])}"
-             f" | per utterance (MiB) | B = {target} (GiB, extrapolated) | fits {budget_gib:.0f} GB? |",
+    sizes = ", ".join(str(r["batch"]) for r in first["runs"])
+    lines = [f"| variant | measured peak GiB at B = {sizes} (phase) | held after forward, MiB per utterance "
+             f"| peak phase at B = {target}: MiB per utterance | B = {target} (GiB, extrapolated) "
+             f"| fits {budget_gb:.0f} GB? |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    budget = budget_gb * 1e9
+    for v, r in results.items():
+        meas = ", ".join(f"{x['peak_bytes'] / GIB:.2f} ({x['peak_phase']})" for x in r["runs"])
+        est = r["extrapolated_bytes"]
+        verdict = f"yes ({budget / est:.1f}x headroom)" if est <= budget else f"no ({est / budget:.1f}x too large)"
+        lines.append(f"| {v} | {meas} | {r['held_slope_bytes'] / 2 ** 20:.0f} | {r['peak_phase']}: "
+                     f"{r['slope_bytes'] / 2 ** 20:.0f} | {est / GIB:.1f} | {verdict} |")
+    return "\n".join(lines)
+
+
+def phase_table(results, target=1024) -> str:
+    """Each phase's fit: the intercept, the per-utterance slope and the value at ``target``."""
+    lines = [f"| variant | phase | intercept GiB | MiB per utterance | at B = {target} GiB |",
              "| --- | --- | --- | --- | --- |"]
     for v, r in results.items():
-        meas = ", ".join(f"{x['peak_bytes'] / GIB:.2f}" for x in r["runs"])
-        est = r["extrapolated_bytes"] / GIB
-        verdict = "yes" if est * GIB <= budget_gib * 1e9 else f"no ({est / (budget_gib * 1e9 / GIB):.1f}x)"
-        lines.append(f"| {v} | {meas} | {r['slope_bytes'] / 2 ** 20:.0f} | {est:.1f} | {verdict} |")
+        for ph, f in r["phases"].items():
+            lines.append(f"| {v} | {ph} | {f['intercept_bytes'] / GIB:.2f} | {f['slope_bytes'] / 2 ** 20:.1f} "
+                         f"| {f['at_target_bytes'] / GIB:.1f} |")
     return "\n".join(lines)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value (relative to model., e.g. "
+                         "encoder_checkpointing.subsampling_chunk=4); repeatable")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                    help="at least two (default: 1 2 3 without checkpointing; chunk, 2 x chunk, 3 x chunk with it)")
     ap.add_argument("--seconds", type=float, default=None, help="utterance length (default: the config's "
                     "train_ds.max_duration)")
     ap.add_argument("--tokens-per-second", type=float, default=4.0,
                     help="labels per second of audio (LibriSpeech with 1024 BPE pieces: about 3-4)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                    help="bf16 = autocast, as the recipe's bf16-mixed (default: bf16 on CUDA, fp32 on the CPU)")
     ap.add_argument("--target-batch", type=int, default=1024)
+    ap.add_argument("--budget-gb", type=float, default=80.0, help="the GPU's memory in GB (10^9 bytes)")
     ap.add_argument("--out", default=None, help="write the results (JSON) and a Markdown table next to it")
     ap.add_argument("--_child", nargs=2, metavar=("VARIANT", "B"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     import torch
-    from omegaconf import OmegaConf
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    seconds = args.seconds or float(OmegaConf.load(args.config).model.train_ds.max_duration)
+    precision = args.precision or ("bf16" if device.startswith("cuda") else "fp32")
+    model_cfg = load_model_config(args.config, args.overrides)
+    seconds = args.seconds or float(model_cfg.train_ds.max_duration)
+    if seconds <= 0:
+        raise ValueError(f"--seconds must be positive, got {seconds}")
     if args._child:
-        r = one_step(args.config, args._child[0], int(args._child[1]), seconds, args.tokens_per_second, device)
+        r = one_step(args.config, args.overrides, args._child[0], int(args._child[1]), seconds,
+                     args.tokens_per_second, device, precision)
         print("RESULT " + json.dumps(r), flush=True)
         return 0
-    for b in args.batch_sizes:
+    chunk = checkpoint_chunk(model_cfg)
+    ckpt = any(v.endswith("+ckpt") for v in args.variants)
+    sizes = args.batch_sizes or ([chunk, 2 * chunk, 3 * chunk] if ckpt and chunk else [1, 2, 3])
+    if len(set(sizes)) < 2:
+        raise ValueError(f"--batch-sizes needs at least two different sizes for the fit, got {sizes}")
+    for b in sizes:
         if b < 1:
             raise ValueError(f"--batch-sizes must be positive, got {b}")
+        if ckpt and b < chunk:
+            raise ValueError(f"--batch-sizes: {b} is below encoder_checkpointing.subsampling_chunk = {chunk}; the "
+                             f"+ckpt variants need B >= the chunk (the front end's recomputation grows with B up "
+                             f"to it), or lower the chunk with --set encoder_checkpointing.subsampling_chunk=N")
     results = {}
-    total = len(args.variants) * len(args.batch_sizes)
+    total = len(args.variants) * len(sizes)
     done = 0
     for v in args.variants:
         runs = []
-        for b in args.batch_sizes:
+        for b in sizes:
             cmd = [sys.executable, __file__, "--config", args.config, "--device", device, "--seconds", str(seconds),
-                   "--tokens-per-second", str(args.tokens_per_second), "--_child", v, str(b)]
+                   "--tokens-per-second", str(args.tokens_per_second), "--precision", precision, "--_child", v, str(b)]
+            for item in args.overrides:
+                cmd += ["--set", item]
             # large blocks through mmap: freed memory leaves the resident set at once, so the peak of the
             # resident set follows the live tensors (glibc's defaults would keep freed heap resident)
             env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
@@ -166,21 +310,23 @@ def main(argv=None):
             r = json.loads(lines[-1][7:])
             runs.append(r)
             done += 1
-            print(f"[{done}/{total}] {v:16s} B={b:<4d} peak {r['peak_bytes'] / GIB:7.2f} GiB  step {r['step_s']:.1f} s",
-                  flush=True)
-        a, slope = fit([(r["batch"], r["peak_bytes"]) for r in runs])
-        results[v] = {"runs": runs, "intercept_bytes": a, "slope_bytes": slope,
-                      "extrapolated_bytes": a + slope * args.target_batch}
-    md = table(results, args.target_batch)
+            phases = "  ".join(f"{k} {x / GIB:.2f}" for k, x in r["phase_peak_bytes"].items())
+            print(f"[{done}/{total}] {v:16s} B={b:<4d} peak {r['peak_bytes'] / GIB:6.2f} GiB ({r['peak_phase']}); "
+                  f"{phases}; held {r['held_bytes'] / GIB:.2f}; step {r['step_s']:.1f} s", flush=True)
+        results[v] = extrapolate(runs, args.target_batch)
     first = next(iter(results.values()))["runs"][0]
     header = (f"device: {first['device']} ({first['dtype']}); utterances of {seconds:g} s "
               f"(T = {first['T_frames']} encoder frames), U = {first['U']} labels, V+1 = 1025; "
-              f"config {Path(args.config).name}")
+              f"config {Path(args.config).name}" + (f" with {' '.join(args.overrides)}" if args.overrides else "")
+              + (f"; front-end chunk {chunk}" if ckpt else ""))
+    md = table(results, args.target_batch, args.budget_gb) + "\n\nPer phase:\n\n" + \
+        phase_table(results, args.target_batch)
     print(header)
     print(md)
     if args.out:
         out = Path(args.out)
-        out.write_text(json.dumps({"header": header, "seconds": seconds, "results": results}, indent=1))
+        out.write_text(json.dumps({"header": header, "seconds": seconds, "overrides": args.overrides,
+                                   "results": results}, indent=1))
         out.with_suffix(".md").write_text(header + "\n\n" + md + "\n")
     return 0
 
