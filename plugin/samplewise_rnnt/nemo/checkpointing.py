@@ -15,7 +15,7 @@ Config key (model level, ignored by plain NeMo)::
 
     model:
       encoder_checkpointing: true            # or a mapping:
-      # encoder_checkpointing: {layers: true, subsampling: true, subsampling_chunk: 64}
+      # encoder_checkpointing: {layers: true, subsampling: true, subsampling_chunk: 8}
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 __all__ = ["enable_encoder_checkpointing", "disable_encoder_checkpointing", "checkpointing_options"]
 
-_DEFAULTS = {"layers": True, "subsampling": True, "subsampling_chunk": 64}
+_DEFAULTS = {"layers": True, "subsampling": True, "subsampling_chunk": 8}
 
 
 def plain_container(value):
@@ -131,7 +131,7 @@ def _subsampling_forward(self, x, lengths):
 
 
 def enable_encoder_checkpointing(encoder: torch.nn.Module, layers: bool = True, subsampling: bool = True,
-                                 subsampling_chunk: int = 64) -> torch.nn.Module:
+                                 subsampling_chunk: int = 8) -> torch.nn.Module:
     """Checkpoint a NeMo ``ConformerEncoder``'s layers and/or subsampling front end (in place; idempotent).
 
     Parameters, buffers and ``state_dict`` are unchanged; only the instances' ``forward`` is rebound.
