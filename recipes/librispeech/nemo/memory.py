@@ -50,7 +50,7 @@ import sys
 import time
 from pathlib import Path
 
-from samplewise_rnnt.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
+from samplewise_rnnt.procmem import PhaseMeter, extrapolate_phases
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "conf" / "fastconformer_transducer_samplewise_b1024.yaml"
@@ -117,54 +117,23 @@ def one_step(config: str, overrides, variant: str, batch: int, seconds: float, t
     tr = torch.randint(0, vocab, (batch, U), device=device)
     tr_len = torch.full((batch,), U, device=device)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    cuda = device.startswith("cuda")
     inputs = sum(t.numel() * t.element_size() for t in (sig, sig_len, tr, tr_len))
+    cuda = device.startswith("cuda")
     gc.collect()
-    if cuda:
-        torch.cuda.synchronize()
-    # the step's memory counts the weights and the batch (as on a GPU), not the process's libraries
-    base = (torch.cuda.memory_allocated() if cuda else rss_bytes()) - weights - inputs
-
-    def now():
-        return torch.cuda.memory_allocated() - base if cuda else rss_bytes() - base
-
-    def begin():
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        elif not reset_peak_rss():
-            raise OSError("cannot reset the peak-RSS mark (/proc/self/clear_refs)")
-
-    def end():
-        if cuda:
-            torch.cuda.synchronize()
-            return torch.cuda.max_memory_allocated() - base
-        return peak_rss_bytes() - base
-
-    peaks = {}
-
-    def cut(name):
-        """Close phase ``name`` (record its peak) and open the next one."""
-        peaks[name] = end()
-        begin()
-
+    meter = PhaseMeter(device)
     # phase boundaries inside the forward and the backward: the preprocessor and the front end run on
     # the whole batch or in chunks, the layers on the whole batch, so each gets its own fit
-    hooks = [model.preprocessor.register_forward_hook(lambda *_: cut("preprocessor")),
-             model.encoder.pre_encode.register_forward_hook(lambda m, i, out: front_end_done(out))]
-
-    def front_end_done(out):
-        cut("front end")
-        x = out[0] if isinstance(out, (tuple, list)) else out
-        if torch.is_tensor(x) and x.requires_grad:  # its gradient is complete when the layers' backward ends
-            x.register_hook(lambda g: cut("backward"))
-
+    meter.cut_after(model.preprocessor, "preprocessor")
+    meter.cut_after(model.encoder.pre_encode, "front end")
+    meter.cut_on_grad(model.encoder.pre_encode, "backward")  # complete when the layers' backward ends
+    peaks = meter.peaks
     t0 = time.time()
+    # the step's memory counts the weights and the batch (as on a GPU), not the process's libraries
+    meter.start(counted_bytes=weights + inputs)
     with torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        begin()
         enc, enc_len = model.forward(input_signal=sig, input_signal_length=sig_len)
         dec, dec_len, _ = model.decoder(targets=tr, target_length=tr_len)
-        cut("encoder + predictor")
+        meter.cut("encoder + predictor")
         if model.joint.fuse_loss_wer:
             loss = model.joint(encoder_outputs=enc, decoder_outputs=dec, encoder_lengths=enc_len, transcripts=tr,
                                transcript_lengths=tr_len, compute_wer=False)[0]
@@ -172,18 +141,17 @@ def one_step(config: str, overrides, variant: str, batch: int, seconds: float, t
             joint = model.joint(encoder_outputs=enc, decoder_outputs=dec)
             loss = model.loss(log_probs=joint, targets=tr, input_lengths=enc_len, target_lengths=dec_len)
             del joint
-        cut("loss")
-    held = now()
+        meter.cut("loss")
+    held = meter.current()
     loss.backward()
     if "backward" not in peaks:  # the front end's output needed no gradient: the whole backward is one phase
-        cut("backward")
+        meter.cut("backward")
         peaks["front-end backward"] = 0
     else:
-        cut("front-end backward")
+        meter.cut("front-end backward")
     opt.step()
-    cut("optimizer")
-    for h in hooks:
-        h.remove()
+    meter.cut("optimizer")
+    meter.remove_hooks()
     phase = max(peaks, key=peaks.get)
     return {"variant": variant, "batch": batch, "peak_bytes": int(peaks[phase]), "peak_phase": phase,
             "phase_peak_bytes": {k: int(v) for k, v in peaks.items()}, "held_bytes": int(held),
@@ -192,28 +160,9 @@ def one_step(config: str, overrides, variant: str, batch: int, seconds: float, t
             "dtype": "bf16 autocast" if precision == "bf16" else "fp32"}
 
 
-def fit(points):
-    """Least-squares a + b*x."""
-    n = len(points)
-    xs = [b for b, _ in points]
-    ys = [p for _, p in points]
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
-    return my - slope * mx, slope
-
-
 def extrapolate(runs, target: int) -> dict:
-    """Fit every phase's peak (and the held bytes) over B; the step's peak at ``target`` is the largest phase."""
-    phases = {}
-    for ph in PHASES:
-        a, b = fit([(r["batch"], r["phase_peak_bytes"][ph]) for r in runs])
-        phases[ph] = {"intercept_bytes": a, "slope_bytes": b, "at_target_bytes": a + b * target}
-    a, b = fit([(r["batch"], r["held_bytes"]) for r in runs])
-    top = max(phases, key=lambda ph: phases[ph]["at_target_bytes"])
-    return {"runs": runs, "phases": phases, "peak_phase": top, "slope_bytes": phases[top]["slope_bytes"],
-            "extrapolated_bytes": phases[top]["at_target_bytes"], "held_slope_bytes": b,
-            "held_at_target_bytes": a + b * target}
+    """Each phase fitted over B; the step's peak at ``target`` is the largest phase."""
+    return extrapolate_phases(runs, PHASES, target)
 
 
 def table(results, target=1024, budget_gb=80.0) -> str:

@@ -16,15 +16,16 @@ Methods (the same model and weights; only the loss path and checkpointing differ
 
 Each (method, B) runs in a fresh process on the CPU. Every utterance has the cap's length
 (``--seconds``; the worst batch of a sorted, capped epoch) and ``--tokens-per-second`` BPE
-tokens. The peak is the process's maximal resident set (``ru_maxrss``) minus its resident set
-after the imports (the kernel's high-water mark ``VmHWM`` is reset after the model is built, so
-the construction does not count; the step's own allocations do), so it holds the parameters, gradients, Adam state, activations, the joint
-output and every temporary buffer. ``held`` is the resident set after the forward (what the
-step keeps for backward, plus the model). Prediction at ``--target-batch``: the peak at the
-largest measured B plus, per extra utterance, the larger of the two fitted slopes (peak and held).
-At small B the peak of the sample-wise step is set by per-sample working memory that does not
-grow with B, so its peak slope is below the resolution; the held slope is the growth that
-remains. CPU numbers stand in for the GPU here (no GPU on this machine):
+tokens. The step is cut into phases, each with its own peak (``samplewise_rnnt.procmem.PhaseMeter``:
+the resident set's high-water mark, reset at each cut, above the resident set before the step, plus
+the weights and the batch): ``features`` (STFT/fbank of the whole batch), ``front end`` (the
+subsampling convolutions), ``forward`` (encoder layers, CTC, decoder, joint and loss), ``backward``
+(down to the front end's output), ``front-end backward`` and ``optimizer`` (Adam's states are created
+here). ``held`` is what the forward leaves alive for backward. Prediction at ``--target-batch``: each
+phase's peak fitted as a + b*B and extrapolated; the step's peak is the largest phase. (One fit of the
+step's overall peak would not do: at small B that peak is the optimizer's or one recomputed slice's,
+neither of which grows with B, and it hides the per-utterance growth of the backward.)
+CPU numbers stand in for the GPU here (no GPU on this machine):
 ``bf16`` runs under ``torch.autocast("cpu", dtype=torch.bfloat16)`` as ESPnet's trainer runs
 under CUDA autocast with ``use_amp: true``; the CUDA context and allocator slack are not in them.
 """
@@ -39,9 +40,10 @@ import sys
 import time
 from pathlib import Path
 
-from samplewise_rnnt.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
+from samplewise_rnnt.procmem import PhaseMeter, extrapolate_phases
 
 METHODS = ("espnet_batched", "espnet_batched_ckpt", "samplewise")
+PHASES = ("features", "front end", "forward", "backward", "front-end backward", "optimizer")
 GIB = 1024 ** 3
 
 
@@ -56,7 +58,6 @@ def worker(a) -> dict:
     from samplewise_rnnt.espnet import register
 
     register()
-    base = rss_bytes()
     args = ASRTask.get_parser().parse_args(["--config", a.config])  # ESPnet's own config parsing
     vocab = a.vocab
     args.token_list = ["<blank>", "<unk>"] + [f"tok{i}" for i in range(vocab - 3)] + ["<sos/eos>"]
@@ -85,30 +86,35 @@ def worker(a) -> dict:
     speech_lengths = torch.full((B,), n, dtype=torch.long)
     text = torch.randint(2, vocab - 1, (B, U), generator=g)
     text_lengths = torch.full((B,), U, dtype=torch.long)
-    reset = reset_peak_rss()  # the step's own peak, not the model construction's
+    counted = sum(p.numel() * p.element_size() for p in model.parameters()) + \
+        sum(t.numel() * t.element_size() for t in (speech, speech_lengths, text, text_lengths))
+    meter = PhaseMeter("cpu")
+    if getattr(model, "frontend", None) is not None:
+        meter.cut_after(model.frontend, "features")
+    meter.cut_after(model.encoder.embed, "front end")
+    meter.cut_on_grad(model.encoder.embed, "backward")  # complete when the layers' backward ends
     t0 = time.perf_counter()
+    meter.start(counted_bytes=counted)  # the weights and the batch count, as on a GPU
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
         loss, stats, _ = model(speech, speech_lengths, text, text_lengths)
-    held = rss_bytes() - base  # what the forward leaves alive for backward (plus the model)
+    meter.cut("forward")
+    held = meter.current()  # what the forward leaves alive for backward (plus weights and batch)
     loss.backward()
+    if "backward" not in meter.peaks:
+        meter.cut("backward")
+        meter.peaks["front-end backward"] = 0
+    else:
+        meter.cut("front-end backward")
     opt.step()
+    meter.cut("optimizer")
+    meter.remove_hooks()
     seconds = time.perf_counter() - t0
-    peak = peak_rss_bytes(reset)
+    peaks = {ph: meter.peaks.get(ph, 0) for ph in PHASES}
+    top = max(peaks, key=peaks.get)
     n_params = sum(p.numel() for p in model.parameters())
-    return dict(method=a.method, batch=B, precision=a.precision, peak_bytes=peak - base, held_bytes=held,
-                step_seconds=seconds,
-                params=n_params, loss=float(loss), frames_out=None, tokens=U, seconds=a.seconds)
-
-
-def fit(points):
-    """Least-squares line through (B, bytes)."""
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    m = len(xs)
-    mx, my = sum(xs) / m, sum(ys) / m
-    sxx = sum((x - mx) ** 2 for x in xs)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
-    return my - b * mx, b
+    return dict(method=a.method, batch=B, precision=a.precision, peak_bytes=peaks[top], peak_phase=top,
+                phase_peak_bytes=peaks, held_bytes=held, step_seconds=seconds,
+                params=n_params, loss=float(loss), tokens=U, seconds=a.seconds)
 
 
 def main(argv=None):
@@ -124,7 +130,7 @@ def main(argv=None):
                    help="override checkpoint_chunk_size (the front end's slice; at B <= chunk the front "
                         "end's recomputation grows with B, which a linear fit would carry to B = 1024)")
     p.add_argument("--target-batch", type=int, default=1024)
-    p.add_argument("--budget-gib", type=float, default=80.0)
+    p.add_argument("--budget-gb", type=float, default=80.0, help="the GPU's memory in GB (10^9 bytes)")
     p.add_argument("--out", default="exp/memory/memory.json")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--method", help=argparse.SUPPRESS)
@@ -148,6 +154,7 @@ def main(argv=None):
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     runs = json.loads(out.read_text())["runs"] if out.exists() else []
+    runs = [r for r in runs if "phase_peak_bytes" in r]  # runs of the earlier, single-peak script: redo
     done = {(r["method"], r["precision"], r["batch"]) for r in runs}
     for pr in precisions:
         for m in methods:
@@ -170,37 +177,53 @@ def main(argv=None):
                     raise RuntimeError(f"worker {m} B={B} {pr} failed:\n{r.stderr[-3000:]}")
                 res = json.loads(line[0][7:])
                 runs.append(res)
-                logging.info("%-20s %s B=%d: peak %.2f GiB, step %.1f s (wall %.0f s)", m, pr, B,
-                             res["peak_bytes"] / GIB, res["step_seconds"], time.time() - t0)
+                logging.info("%-20s %s B=%d: peak %.2f GiB (%s), held %.2f GiB, step %.1f s (wall %.0f s)", m, pr, B,
+                             res["peak_bytes"] / GIB, res["peak_phase"], res["held_bytes"] / GIB,
+                             res["step_seconds"], time.time() - t0)
                 out.write_text(json.dumps(dict(runs=runs), indent=1) + "\n")
     table = []
+    budget = a.budget_gb * 1e9
     for pr in precisions:
         for m in methods:
             rs = sorted((r for r in runs if r["method"] == m and r["precision"] == pr and r["batch"] in sizes),
                         key=lambda r: r["batch"])
             if len(rs) < 2:
                 continue
-            _, b_peak = fit([(r["batch"], r["peak_bytes"]) for r in rs])
-            _, b_held = fit([(r["batch"], r["held_bytes"]) for r in rs if "held_bytes" in r] or [(0, 0), (1, 0)])
-            slope = max(b_peak, b_held)
-            last = rs[-1]
-            pred = last["peak_bytes"] + (a.target_batch - last["batch"]) * slope
+            ex = extrapolate_phases(rs, PHASES, a.target_batch)
+            pred = ex["extrapolated_bytes"]
             table.append(dict(method=m, precision=pr,
                               measured={str(r["batch"]): round(r["peak_bytes"] / GIB, 3) for r in rs},
-                              held={str(r["batch"]): round(r.get("held_bytes", 0) / GIB, 3) for r in rs},
-                              peak_slope_mib=round(b_peak / 2 ** 20, 1), held_slope_mib=round(b_held / 2 ** 20, 1),
-                              predicted_gib=round(pred / GIB, 1), fits=bool(pred / GIB <= a.budget_gib)))
-    meta = dict(config=a.config, seconds=a.seconds, checkpoint_chunk_size=a.chunk, tokens=int(round(a.seconds * a.tokens_per_second)),
-                vocab=a.vocab, target_batch=a.target_batch, budget_gib=a.budget_gib,
-                device="CPU (resident set), torch " + __import__("torch").__version__)
+                              measured_phase={str(r["batch"]): r["peak_phase"] for r in rs},
+                              held={str(r["batch"]): round(r["held_bytes"] / GIB, 3) for r in rs},
+                              held_slope_mib=round(ex["held_slope_bytes"] / 2 ** 20, 1),
+                              peak_phase=ex["peak_phase"], peak_slope_mib=round(ex["slope_bytes"] / 2 ** 20, 1),
+                              phases={ph: dict(intercept_gib=round(f["intercept_bytes"] / GIB, 3),
+                                               slope_mib=round(f["slope_bytes"] / 2 ** 20, 1),
+                                               at_target_gib=round(f["at_target_bytes"] / GIB, 1))
+                                      for ph, f in ex["phases"].items()},
+                              predicted_gib=round(pred / GIB, 1), fits=bool(pred <= budget),
+                              headroom=round(budget / pred, 2)))
+    meta = dict(config=a.config, seconds=a.seconds, checkpoint_chunk_size=a.chunk,
+                tokens=int(round(a.seconds * a.tokens_per_second)), vocab=a.vocab, target_batch=a.target_batch,
+                budget_gb=a.budget_gb, device="CPU (resident set), torch " + __import__("torch").__version__)
     out.write_text(json.dumps(dict(meta=meta, table=table, runs=runs), indent=1) + "\n")
-    print(f"| method | precision | peak GiB ({', '.join(f'B={B}' for B in sizes)}) | held after forward GiB "
-          f"| MiB/utt (peak, held) | predicted peak B={a.target_batch} GiB | fits {a.budget_gib:.0f} GB |")
+    print(f"| method | precision | peak GiB ({', '.join(f'B={B}' for B in sizes)}) | held MiB/utt "
+          f"| peak phase at B={a.target_batch}: MiB/utt | predicted peak B={a.target_batch} GiB "
+          f"| fits {a.budget_gb:.0f} GB |")
     print("|" + " --- |" * 7)
     for t in table:
-        print(f"| {t['method']} | {t['precision']} | {', '.join(f'{v:.2f}' for v in t['measured'].values())} | "
-              f"{', '.join(f'{v:.2f}' for v in t['held'].values())} | {t['peak_slope_mib']:.0f}, "
-              f"{t['held_slope_mib']:.0f} | {t['predicted_gib']:.0f} | {'yes' if t['fits'] else 'no'} |")
+        meas = ", ".join(f"{v:.2f} ({t['measured_phase'][b]})" for b, v in t["measured"].items())
+        verdict = f"yes ({t['headroom']:.1f}x headroom)" if t["fits"] else f"no ({1 / t['headroom']:.1f}x too large)"
+        print(f"| {t['method']} | {t['precision']} | {meas} | {t['held_slope_mib']:.0f} | {t['peak_phase']}: "
+              f"{t['peak_slope_mib']:.0f} | {t['predicted_gib']:.1f} | {verdict} |")
+    print()
+    print(f"| method | precision | phase | intercept GiB | MiB per utterance | at B = {a.target_batch} GiB |")
+    print("|" + " --- |" * 6)
+    for t in table:
+        for ph, f in t["phases"].items():
+            print(f"| {t['method']} | {t['precision']} | {ph} | {f['intercept_gib']:.2f} | {f['slope_mib']:.1f} "
+                  f"| {f['at_target_gib']:.1f} |")
+
 
 if __name__ == "__main__":
     main()
