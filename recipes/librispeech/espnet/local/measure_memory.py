@@ -3,7 +3,7 @@
 model at small batch sizes, extrapolated linearly to B = 1024.
 
     python local/measure_memory.py --config conf/train_conformer_transducer_samplewise_b1024.yaml \
-        --seconds 16.7 --batch-sizes 1,2,3 --precision fp32,bf16 --out exp/memory/memory.json
+        --seconds 15 --batch-sizes 8,16,32 --precision fp32,bf16 --out exp/memory/memory.json
 
 Methods (the same model and weights; only the loss path and checkpointing differ):
 
