@@ -20,6 +20,7 @@ Config key (model level, ignored by plain NeMo)::
 from __future__ import annotations
 
 import contextlib
+import difflib
 import types
 from typing import Optional
 
@@ -43,6 +44,19 @@ def plain_container(value):
     return value
 
 
+def merge_options(value: dict, defaults: dict, where: str) -> dict:
+    """``defaults`` updated with ``value`` (a new dict); an unknown key raises ``ValueError`` naming ``where``,
+    the key, the closest valid name and all valid names."""
+    out = dict(defaults)
+    for key, v in value.items():
+        if key not in defaults:
+            close = difflib.get_close_matches(str(key), list(defaults), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"{where}: unknown option '{key}'{hint}; valid options are {sorted(defaults)}")
+        out[key] = v
+    return out
+
+
 def checkpointing_options(value, where: str = "model.encoder_checkpointing") -> Optional[dict]:
     """Normalise the config value (``bool`` or mapping) to options, or ``None`` when off."""
     if value is None or value is False:
@@ -52,11 +66,7 @@ def checkpointing_options(value, where: str = "model.encoder_checkpointing") -> 
     value = plain_container(value)
     if not isinstance(value, dict):
         raise ValueError(f"{where} must be true, false or a mapping, got {value!r}")
-    out = dict(_DEFAULTS)
-    for key, v in value.items():
-        if key not in _DEFAULTS:
-            raise ValueError(f"{where}: unknown option '{key}'; valid options are {sorted(_DEFAULTS)}")
-        out[key] = v
+    out = merge_options(value, _DEFAULTS, where)
     for key in ("layers", "subsampling"):
         if not isinstance(out[key], bool):
             raise ValueError(f"{where}.{key} must be true or false, got {out[key]!r}")

@@ -11,14 +11,13 @@ one sample (or one planned group) at a time. It returns what NeMo's fused path r
 """
 from __future__ import annotations
 
-import difflib
 from typing import Any, Dict, Optional
 
 import torch
 from nemo.collections.asr.modules.rnnt import RNNTJoint
 
 from ..engine import samplewise_rnnt_loss
-from .checkpointing import plain_container
+from .checkpointing import merge_options, plain_container
 
 __all__ = ["SampleWiseRNNTJoint", "check_samplewise_kwargs", "SAMPLEWISE_KWARGS_DEFAULTS", "NEMO_REDUCTIONS"]
 
@@ -44,14 +43,7 @@ def check_samplewise_kwargs(kwargs, where: str = "model.loss.samplewise_rnnt_kwa
     kwargs = plain_container(kwargs)
     if not isinstance(kwargs, dict):
         raise ValueError(f"{where} must be a mapping of options, got {type(kwargs).__name__}: {kwargs!r}")
-    out = dict(SAMPLEWISE_KWARGS_DEFAULTS)
-    for key, value in kwargs.items():
-        if key not in SAMPLEWISE_KWARGS_DEFAULTS:
-            close = difflib.get_close_matches(str(key), list(SAMPLEWISE_KWARGS_DEFAULTS), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(f"{where}: unknown option '{key}'{hint}; valid options are "
-                             f"{sorted(SAMPLEWISE_KWARGS_DEFAULTS)}")
-        out[key] = value
+    out = merge_options(kwargs, SAMPLEWISE_KWARGS_DEFAULTS, where)
     mcb = out["max_chunk_bytes"]
     if mcb is not None and (isinstance(mcb, bool) or not isinstance(mcb, int) or mcb <= 0):
         raise ValueError(f"{where}.max_chunk_bytes must be null or a positive integer (bytes), got {mcb!r}")
