@@ -45,3 +45,24 @@ def test_fit_and_phase_extrapolation():
     assert r["peak_phase"] == "bwd" and r["extrapolated_bytes"] == pytest.approx(310)
     assert r["held_slope_bytes"] == pytest.approx(5)
     assert extrapolate_phases(runs, ("opt", "bwd"), 10)["peak_phase"] == "opt"
+
+
+def test_cut_split_without_the_gradient_mark_puts_the_whole_span_in_the_marked_phase():
+    lin = torch.nn.Linear(4, 3).requires_grad_(False)  # its output needs no gradient: the mark never fires
+    meter = PhaseMeter("cpu")
+    meter.cut_on_grad(lin, "marked")
+    w = torch.randn(3, requires_grad=True)
+    meter.start(counted_bytes=64 * MIB)  # measured phases are at least that; a phase set to 0 is not
+    loss = (lin(torch.randn(5, 4)) * w).sum()
+    loss.backward()
+    meter.cut_split("marked", "rest")
+    meter.remove_hooks()
+    assert meter.peaks["marked"] > 32 * MIB and meter.peaks["rest"] == 0
+    # with the mark: both phases measured
+    lin.requires_grad_(True)
+    meter = PhaseMeter("cpu")
+    meter.cut_on_grad(lin, "marked")
+    meter.start(counted_bytes=64 * MIB)
+    (lin(torch.randn(5, 4)) * w).sum().backward()
+    meter.cut_split("marked", "rest")
+    assert meter.peaks["marked"] > 32 * MIB and meter.peaks["rest"] > 32 * MIB

@@ -133,6 +133,16 @@ class PhaseMeter:
 
         self._handles.append(module.register_forward_hook(hook))
 
+    def cut_split(self, marked: str, rest: str) -> None:
+        """Close a span split by a ``cut_on_grad(..., marked)`` mark: ``rest`` is what ran after the mark.
+        Where the mark never fired (the module's output needed no gradient), the whole span is ``marked``
+        and ``rest`` is 0."""
+        if marked in self.peaks:
+            self.cut(rest)
+        else:
+            self.cut(marked)
+            self.peaks[rest] = 0
+
     def remove_hooks(self) -> None:
         for h in self._handles:
             h.remove()

@@ -144,11 +144,7 @@ def one_step(config: str, overrides, variant: str, batch: int, seconds: float, t
         meter.cut("loss")
     held = meter.current()
     loss.backward()
-    if "backward" not in peaks:  # the front end's output needed no gradient: the whole backward is one phase
-        meter.cut("backward")
-        peaks["front-end backward"] = 0
-    else:
-        meter.cut("front-end backward")
+    meter.cut_split("backward", "front-end backward")
     opt.step()
     meter.cut("optimizer")
     meter.remove_hooks()

@@ -100,11 +100,7 @@ def worker(a) -> dict:
     meter.cut("forward")
     held = meter.current()  # what the forward leaves alive for backward (plus weights and batch)
     loss.backward()
-    if "backward" not in meter.peaks:
-        meter.cut("backward")
-        meter.peaks["front-end backward"] = 0
-    else:
-        meter.cut("front-end backward")
+    meter.cut_split("backward", "front-end backward")
     opt.step()
     meter.cut("optimizer")
     meter.remove_hooks()
