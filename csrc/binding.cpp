@@ -8,6 +8,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #endif
 
+#include <algorithm>
+
 #include "core/rnnt_kernels.h"
 
 namespace {
@@ -39,10 +41,12 @@ struct LayoutHolder {
   swr::Layout L;
 };
 
-// offsets, strides, nrows, T, U: [B] int64; targets [B, S] int64 (S may be 0).
+// offsets, strides, nrows, T, U: [B] int64; targets [B, S] int64 (S may be 0). max_rows and max_stride
+// (max_b nrows[b], max_b strides[b]) come from the caller, who knows them on the host: reading them
+// here would synchronise with the device.
 LayoutHolder make_layout(const torch::Tensor& offsets, const torch::Tensor& strides, const torch::Tensor& nrows,
                          const torch::Tensor& T, const torch::Tensor& U, const torch::Tensor& targets,
-                         const torch::Device& dev) {
+                         const torch::Device& dev, int64_t max_rows, int64_t max_stride) {
   check_int64(offsets, "offsets", dev);
   check_int64(strides, "strides", dev);
   check_int64(nrows, "nrows", dev);
@@ -51,7 +55,7 @@ LayoutHolder make_layout(const torch::Tensor& offsets, const torch::Tensor& stri
   const int64_t B = offsets.size(0);
   TORCH_CHECK(strides.size(0) == B && nrows.size(0) == B && T.size(0) == B && U.size(0) == B,
               "samplewise_rnnt: layout vectors must all have B entries");
-  TORCH_CHECK(B <= 65535, "samplewise_rnnt: at most 65535 samples per call, got ", B);
+  TORCH_CHECK(max_rows >= 0 && max_stride >= 0, "samplewise_rnnt: max_rows and max_stride must be >= 0");
   LayoutHolder h;
   h.L.B = B;
   h.L.offsets = offsets.data_ptr<int64_t>();
@@ -68,13 +72,29 @@ LayoutHolder make_layout(const torch::Tensor& offsets, const torch::Tensor& stri
     h.L.targets = nullptr;
     h.L.target_stride = 0;
   }
-  if (B > 0) {
-    h.L.max_rows = nrows.max().item<int64_t>();
-    h.L.max_stride = strides.max().item<int64_t>();
-  } else {
-    h.L.max_rows = h.L.max_stride = 0;
-  }
+  h.L.max_rows = B > 0 ? max_rows : 0;
+  h.L.max_stride = B > 0 ? max_stride : 0;
   return h;
+}
+
+// The CUDA kernels index samples by a grid dimension limited to 65535: launch on chunks of samples.
+// Node arrays are indexed by node (unchanged); per-sample arrays (costs, scale) move with the chunk.
+constexpr int64_t kSamplesPerLaunch = 65535;
+
+template <typename F>
+void for_sample_chunks(const swr::Layout& L, F f) {
+  if (L.B == 0) return;
+  for (int64_t b0 = 0; b0 < L.B; b0 += kSamplesPerLaunch) {
+    swr::Layout c = L;
+    c.B = std::min(kSamplesPerLaunch, L.B - b0);
+    c.offsets += b0;
+    c.strides += b0;
+    c.nrows += b0;
+    c.T += b0;
+    c.U += b0;
+    if (c.targets != nullptr) c.targets += b0 * L.target_stride;
+    f(c, b0);
+  }
 }
 
 #ifdef SWR_WITH_CUDA
@@ -84,11 +104,11 @@ void* stream_of(const torch::Tensor& x) { return c10::cuda::getCurrentCUDAStream
 std::vector<torch::Tensor> node_scores(const torch::Tensor& logits, const torch::Tensor& offsets,
                                        const torch::Tensor& strides, const torch::Tensor& nrows,
                                        const torch::Tensor& T, const torch::Tensor& U, const torch::Tensor& targets,
-                                       int64_t blank) {
+                                       int64_t blank, int64_t max_rows, int64_t max_stride) {
   TORCH_CHECK(logits.dim() == 2 && logits.is_contiguous(), "samplewise_rnnt: logits must be contiguous [N, V]");
   const int64_t V = logits.size(1);
   TORCH_CHECK(blank >= 0 && blank < V, "samplewise_rnnt: blank out of range");
-  auto h = make_layout(offsets, strides, nrows, T, U, targets, logits.device());
+  auto h = make_layout(offsets, strides, nrows, T, U, targets, logits.device(), max_rows, max_stride);
   auto opts = logits.options().dtype(acc_type(logits));
   auto lse = torch::empty({logits.size(0)}, opts);
   auto lpb = torch::empty({logits.size(0)}, opts);
@@ -96,8 +116,10 @@ std::vector<torch::Tensor> node_scores(const torch::Tensor& logits, const torch:
   if (logits.is_cuda()) {
 #ifdef SWR_WITH_CUDA
     c10::cuda::CUDAGuard guard(logits.device());
-    swr::node_scores_cuda(dtype_of(logits), logits.data_ptr(), V, h.L, blank, lse.data_ptr(), lpb.data_ptr(),
-                          lpl.data_ptr(), stream_of(logits));
+    for_sample_chunks(h.L, [&](const swr::Layout& c, int64_t) {
+      swr::node_scores_cuda(dtype_of(logits), logits.data_ptr(), V, c, blank, lse.data_ptr(), lpb.data_ptr(),
+                            lpl.data_ptr(), stream_of(logits));
+    });
 #else
     TORCH_CHECK(false, "samplewise_rnnt was built without CUDA kernels");
 #endif
@@ -111,13 +133,13 @@ std::vector<torch::Tensor> node_scores(const torch::Tensor& logits, const torch:
 // Returns costs [B] and, with want_flows, the blank and label flows ([N]; undefined otherwise).
 std::vector<torch::Tensor> lattice(const torch::Tensor& lp_blank, const torch::Tensor& lp_label,
                                    const torch::Tensor& offsets, const torch::Tensor& strides, const torch::Tensor& T,
-                                   const torch::Tensor& U, bool want_flows) {
+                                   const torch::Tensor& U, bool want_flows, int64_t max_rows, int64_t max_stride) {
   TORCH_CHECK(lp_blank.dim() == 1 && lp_blank.is_contiguous() && lp_label.is_contiguous() &&
                   lp_label.sizes() == lp_blank.sizes() && lp_label.scalar_type() == lp_blank.scalar_type(),
               "samplewise_rnnt: lp_blank and lp_label must be contiguous [N] of one dtype");
   TORCH_CHECK(lp_blank.scalar_type() == torch::kFloat32 || lp_blank.scalar_type() == torch::kFloat64,
               "samplewise_rnnt: lattice scores must be float32 or float64");
-  auto h = make_layout(offsets, strides, T, T, U, torch::Tensor(), lp_blank.device());
+  auto h = make_layout(offsets, strides, T, T, U, torch::Tensor(), lp_blank.device(), max_rows, max_stride);
   const DType acc = lp_blank.scalar_type() == torch::kFloat64 ? DType::kFloat64 : DType::kFloat32;
   auto alphas = torch::empty_like(lp_blank, lp_blank.options().dtype(torch::kFloat64));
   auto betas = torch::empty_like(lp_blank, lp_blank.options().dtype(torch::kFloat64));
@@ -132,8 +154,11 @@ std::vector<torch::Tensor> lattice(const torch::Tensor& lp_blank, const torch::T
   if (lp_blank.is_cuda()) {
 #ifdef SWR_WITH_CUDA
     c10::cuda::CUDAGuard guard(lp_blank.device());
-    swr::lattice_cuda(acc, h.L, lp_blank.data_ptr(), lp_label.data_ptr(), alphas.data_ptr(), betas.data_ptr(),
-                      costs.data_ptr(), bfp, lfp, stream_of(lp_blank));
+    char* costs_base = static_cast<char*>(costs.data_ptr());
+    for_sample_chunks(h.L, [&](const swr::Layout& c, int64_t b0) {
+      swr::lattice_cuda(acc, c, lp_blank.data_ptr(), lp_label.data_ptr(), alphas.data_ptr(), betas.data_ptr(),
+                        costs_base + b0 * costs.element_size(), bfp, lfp, stream_of(lp_blank));
+    });
 #else
     TORCH_CHECK(false, "samplewise_rnnt was built without CUDA kernels");
 #endif
@@ -149,14 +174,14 @@ void logits_grad(const torch::Tensor& logits, torch::Tensor& grad, const torch::
                  const torch::Tensor& blank_flow, const torch::Tensor& label_flow, const torch::Tensor& offsets,
                  const torch::Tensor& strides, const torch::Tensor& nrows, const torch::Tensor& T,
                  const torch::Tensor& U, const torch::Tensor& targets, int64_t blank, double clamp,
-                 double fastemit_lambda, const torch::Tensor& scale) {
+                 double fastemit_lambda, const torch::Tensor& scale, int64_t max_rows, int64_t max_stride) {
   TORCH_CHECK(logits.dim() == 2 && logits.is_contiguous() && grad.is_contiguous() &&
                   grad.sizes() == logits.sizes() && grad.scalar_type() == logits.scalar_type(),
               "samplewise_rnnt: grad must be a contiguous tensor like logits");
   TORCH_CHECK(lse.scalar_type() == acc_type(logits) && blank_flow.scalar_type() == acc_type(logits) &&
                   label_flow.scalar_type() == acc_type(logits),
               "samplewise_rnnt: node arrays have the wrong dtype");
-  auto h = make_layout(offsets, strides, nrows, T, U, targets, logits.device());
+  auto h = make_layout(offsets, strides, nrows, T, U, targets, logits.device(), max_rows, max_stride);
   const float* sp = nullptr;
   if (scale.numel() > 0) {
     TORCH_CHECK(scale.scalar_type() == torch::kFloat32 && scale.numel() == h.L.B && scale.is_contiguous(),
@@ -167,9 +192,11 @@ void logits_grad(const torch::Tensor& logits, torch::Tensor& grad, const torch::
   if (logits.is_cuda()) {
 #ifdef SWR_WITH_CUDA
     c10::cuda::CUDAGuard guard(logits.device());
-    swr::logits_grad_cuda(dtype_of(logits), logits.data_ptr(), grad.data_ptr(), V, h.L, blank, lse.data_ptr(),
-                          blank_flow.data_ptr(), label_flow.data_ptr(), clamp, fastemit_lambda, sp,
-                          stream_of(logits));
+    for_sample_chunks(h.L, [&](const swr::Layout& c, int64_t b0) {
+      swr::logits_grad_cuda(dtype_of(logits), logits.data_ptr(), grad.data_ptr(), V, c, blank, lse.data_ptr(),
+                            blank_flow.data_ptr(), label_flow.data_ptr(), clamp, fastemit_lambda,
+                            sp != nullptr ? sp + b0 : nullptr, stream_of(logits));
+    });
 #else
     TORCH_CHECK(false, "samplewise_rnnt was built without CUDA kernels");
 #endif

@@ -73,7 +73,7 @@ def test_rnnt_loss_autograd_cuda_equals_cpu(dtype, reduction):
     out = []
     for dev in ("cpu", DEVICE):
         x = logits.to(dev).clone().requires_grad_(True)
-        loss = swr.rnnt_loss(x, *to(dev, tg, tl, ul), reduction=reduction)
+        loss = swr.rnnt_loss(x, *to(dev, tg, tl, ul), blank=0, reduction=reduction)
         w = torch.arange(1.0, 5.0, device=dev) if reduction == "none" else 1.0
         (loss * w).sum().backward()
         out.append((loss.detach().cpu(), x.grad.cpu().float()))
@@ -88,7 +88,7 @@ def test_packed_cuda_equals_cpu():
     res = []
     for dev in ("cpu", DEVICE):
         x = packed.to(dev).clone().requires_grad_(True)
-        swr.rnnt_loss_packed(x, *to(dev, tg, tl, ul), reduction="sum").backward()
+        swr.rnnt_loss_packed(x, *to(dev, tg, tl, ul), blank=0, reduction="sum").backward()
         res.append(x.grad.cpu())
     torch.testing.assert_close(res[1], res[0])
 
@@ -99,7 +99,7 @@ def test_cuda_matches_torchaudio_on_cuda():
     x1 = logits.to(DEVICE).clone().requires_grad_(True)
     x2 = logits.to(DEVICE).clone().requires_grad_(True)
     args = to(DEVICE, tg, tl, ul)
-    l1 = swr.rnnt_loss(x1, *args)
+    l1 = swr.rnnt_loss(x1, *args, blank=0)
     l2 = torchaudio.functional.rnnt_loss(x2, *args, blank=0)
     l1.backward()
     l2.backward()
@@ -133,7 +133,7 @@ def test_engine_cuda_equals_cpu(autocast, max_chunk_bytes):
         j.load_state_dict(joint.state_dict())
         e, p = enc.to(dev).clone().requires_grad_(True), pred.to(dev).clone().requires_grad_(True)
         with torch.autocast(torch.device(dev).type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            loss = swr.samplewise_rnnt_loss(e, p, j, *to(dev, tg, tl, ul), max_chunk_bytes=max_chunk_bytes)
+            loss = swr.samplewise_rnnt_loss(e, p, j, *to(dev, tg, tl, ul), blank=0, max_chunk_bytes=max_chunk_bytes)
         loss.backward()
         res.append([loss.detach().cpu(), e.grad.cpu(), p.grad.cpu()] + [q.grad.cpu() for q in j.parameters()])
     tol = 1e-4 if autocast is None else 3e-2
@@ -154,12 +154,12 @@ def test_engine_fp16_with_grad_scaler_on_cuda():
     tg = torch.randint(1, 13, (B, U), generator=g).cuda()
     tl = torch.full((B,), T).cuda()
     ul = torch.full((B,), U).cuda()
-    ref = swr.rnnt_loss(joint(enc.unsqueeze(2), pred.unsqueeze(1)), tg, tl, ul)
+    ref = swr.rnnt_loss(joint(enc.unsqueeze(2), pred.unsqueeze(1)), tg, tl, ul, blank=0)
     g_ref = torch.autograd.grad(ref, [enc] + list(joint.parameters()))
     scaler = torch.amp.GradScaler("cuda")
     opt = torch.optim.SGD(list(joint.parameters()) + [enc], lr=0.0)
     with torch.autocast("cuda", dtype=torch.float16):
-        loss = swr.samplewise_rnnt_loss(enc, pred, joint, tg, tl, ul)
+        loss = swr.samplewise_rnnt_loss(enc, pred, joint, tg, tl, ul, blank=0)
     scaler.scale(loss).backward()
     scaler.unscale_(opt)
     for x, y in zip([enc.grad] + [q.grad for q in joint.parameters()], g_ref):

@@ -27,7 +27,7 @@ class TinyTransducer(torch.nn.Module):
         pred_in = torch.cat([torch.zeros_like(targets[:, :1]), targets], dim=1)  # blank (0) + labels
         pred = self.embed(pred_in)
         joint = _Joint(self)
-        return swr.samplewise_rnnt_loss(enc, pred, joint, targets, feat_lens, target_lens, reduction="mean",
+        return swr.samplewise_rnnt_loss(enc, pred, joint, targets, feat_lens, target_lens, blank=0, reduction="mean",
                                         max_chunk_bytes=max_chunk_bytes)
 
 

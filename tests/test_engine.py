@@ -49,7 +49,7 @@ def plain_function_joint(enc, pred):
     return enc + pred
 
 
-def make_batch(B=5, T=7, U=4, He=6, Hp=5, V=9, seed=0, dtype=torch.float32, blank=0):
+def make_batch(B=5, T=7, U=4, He=6, Hp=5, V=9, seed=0, dtype=torch.float32, blank=-1):
     g = torch.Generator().manual_seed(seed)
     enc = torch.randn(B, T, He, generator=g, dtype=dtype)
     pred = torch.randn(B, U + 1, Hp, generator=g, dtype=dtype)
@@ -397,8 +397,8 @@ def test_bad_input():
         bad_call(encoder_lengths=torch.tensor([8, 1, 1, 1, 1]))
     with pytest.raises(ValueError, match=r"target_lengths\[2\] = 5 exceeds"):
         bad_call(target_lengths=torch.tensor([0, 0, 5, 0, 0]))
-    with pytest.raises(ValueError, match=r"targets\[0, 0\] = 0 equals blank"):
-        bad_call(targets=torch.zeros_like(tg), target_lengths=torch.full((5,), 4))
+    with pytest.raises(ValueError, match=r"targets\[0, 0\] = 8 equals blank \(blank=8, V=9\)"):
+        bad_call(targets=torch.full_like(tg, 8), target_lengths=torch.full((5,), 4))
     with pytest.raises(ValueError, match=r"targets\[0, 0\] = 9 is outside \[0, 9\)"):
         bad_call(targets=torch.full_like(tg, 9), target_lengths=torch.full((5,), 4))
     with pytest.raises(TypeError, match="targets must have dtype"):
@@ -407,9 +407,9 @@ def test_bad_input():
         bad_call(blank=9)
     with pytest.raises(ValueError, match="reduction must be one of"):
         bad_call(reduction="avg")
-    with pytest.raises(ValueError, match="max_chunk_bytes must be a positive number of bytes or None, got 0"):
+    with pytest.raises(ValueError, match=r"max_chunk_bytes must be a positive number of bytes, float\('inf'\) or None, got 0"):
         bad_call(max_chunk_bytes=0)
-    with pytest.raises(ValueError, match="fastemit_lambda must be a number >= 0"):
+    with pytest.raises(ValueError, match="fastemit_lambda must be a finite number >= 0"):
         bad_call(fastemit_lambda=-1.0)
     with pytest.raises(ValueError, match="encoder_out must be non-empty"):
         bad_call(encoder_out=enc[:0])
@@ -417,10 +417,10 @@ def test_bad_input():
 
 def test_joint_returning_the_wrong_shape():
     enc, pred, tg, tl, ul = make_batch(seed=21)
-    with pytest.raises(ValueError, match=r"joint returned \(1, 1, 9\) for inputs of shape \(1, 1, 1, 6\)"):
+    with pytest.raises(ValueError, match=r"joint \(builtins.function\) returned \(1, 1, 9\) for inputs of shape \(1, 1, 1, 6\)"):
         bad_call(joint=lambda e, p: (e[..., :1] + p[..., :1]).expand(-1, -1, -1, 9).squeeze(2))
     # right on one node, wrong on a group (does not broadcast over U)
-    with pytest.raises(ValueError, match=r"joint returned \(1, \d+, 1, 6\) .* expected logits of shape \[1, \d+, \d+, 6\]"):
+    with pytest.raises(ValueError, match=r"joint \(.*\) returned \(1, \d+, 1, 6\) .* expected logits of shape \[1, \d+, \d+, 6\]"):
         bad_call(joint=lambda e, p: e + p[:, :, :1, :1], predictor_out=pred[..., :1].expand(-1, -1, 6).contiguous(),
                  max_chunk_bytes=1, targets=torch.ones_like(tg))
     with pytest.raises(TypeError, match="joint must be a module or callable"):
@@ -462,5 +462,5 @@ def test_fused_none_picks_the_fused_layer_for_a_linear_joint_only():
     # a joint without that structure goes the generic way under None
     other = BilinearLogSoftmaxJoint(6, 5, 9)
     swr.samplewise_rnnt_loss(enc, pred, other, tg, tl, ul)
-    with pytest.raises(ValueError, match="fused must be None"):
+    with pytest.raises(TypeError, match="fused must be None .automatic., True or False, got str 'yes'"):
         bad_call(fused="yes")

@@ -24,7 +24,7 @@ def make_case(B=3, T=7, U=4, J=6, V=13, dtype=torch.float64, seed=0, bias=True):
     p = torch.randn(B, U + 1, J, generator=g, dtype=dtype).requires_grad_()
     W = (torch.randn(V, J, generator=g, dtype=dtype) * 0.7).requires_grad_()
     b = (torch.randn(V, generator=g, dtype=dtype) * 0.3).requires_grad_() if bias else None
-    y = torch.randint(1, V, (B, U), generator=g)
+    y = torch.randint(0, V - 1, (B, U), generator=g)
     tl = torch.tensor([T, T - 2, 1][:B] + [T] * max(0, B - 3))
     ul = torch.tensor([U, 0, U - 1][:B] + [U] * max(0, B - 3))
     return f, p, W, b, y, tl, ul
@@ -157,7 +157,7 @@ def test_linear_joint_fused_equals_generic_and_batched(act):
     joint = swr.LinearJoint(He, Hp, J, V, activation=act)
     enc = torch.randn(B, T, He, requires_grad=True)
     pred = torch.randn(B, U + 1, Hp, requires_grad=True)
-    y = torch.randint(1, V, (B, U))
+    y = torch.randint(0, V - 1, (B, U))
     tl, ul = torch.tensor([6, 4, 2]), torch.tensor([3, 1, 0])
     inputs = [enc, pred] + list(joint.parameters())
     gen = swr.samplewise_rnnt_loss(enc, pred, joint, y, tl, ul, reduction="mean_volume", fused=False)
@@ -196,7 +196,7 @@ def _espnet_joint_case(joint, He, Hp, V, seed):
     B, T, U = 2, 5, 3
     enc = torch.randn(B, T, He, requires_grad=True)
     pred = torch.randn(B, U + 1, Hp, requires_grad=True)
-    y = torch.randint(1, V, (B, U))
+    y = torch.randint(0, V - 1, (B, U))
     tl, ul = torch.tensor([5, 3]), torch.tensor([3, 2])
     inputs = [enc, pred] + list(joint.parameters())
     bat = swr.rnnt_loss(joint(enc.unsqueeze(2), pred.unsqueeze(1)), y, tl, ul)
@@ -279,13 +279,13 @@ def test_bad_inputs():
         fused_rnnt_loss(f, p, W, b, y, tl, ul, activation="softplus")
     with pytest.raises(ValueError, match="dropout must be a number in \\[0, 1\\), got 1.5"):
         fused_rnnt_loss(f, p, W, b, y, tl, ul, dropout=1.5)
-    with pytest.raises(ValueError, match="max_chunk_bytes must be a positive int or None, got 0"):
+    with pytest.raises(ValueError, match=r"max_chunk_bytes must be a positive number of bytes, float\('inf'\) or None, got 0"):
         fused_rnnt_loss(f, p, W, b, y, tl, ul, max_chunk_bytes=0)
     with pytest.raises(ValueError, match="encoder_lengths\\[0\\] = 8 exceeds the padded time dimension 7"):
         fused_rnnt_loss(f, p, W, b, y, tl + 1, ul)
     bad = y.clone()
-    bad[0, 0] = 0
-    with pytest.raises(ValueError, match="targets\\[0, 0\\] = 0 equals blank"):
+    bad[0, 0] = 12
+    with pytest.raises(ValueError, match="targets\\[0, 0\\] = 12 equals blank"):
         fused_rnnt_loss(f, p, W, b, bad, tl, ul)
     with pytest.raises(ValueError, match="reduction must be one of"):
         fused_rnnt_loss(f, p, W, b, y, tl, ul, reduction="avg")
@@ -296,7 +296,7 @@ def test_autocast_bf16_cpu():
     joint = swr.LinearJoint(6, 5, 8, 23)
     enc = torch.randn(2, 5, 6, requires_grad=True)
     pred = torch.randn(2, 4, 5, requires_grad=True)
-    y, tl, ul = torch.randint(1, 23, (2, 3)), torch.tensor([5, 3]), torch.tensor([3, 2])
+    y, tl, ul = torch.randint(0, 22, (2, 3)), torch.tensor([5, 3]), torch.tensor([3, 2])
     inputs = [enc, pred] + list(joint.parameters())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bat = swr.rnnt_loss(joint(enc.unsqueeze(2), pred.unsqueeze(1)), y, tl, ul)

@@ -1,70 +1,127 @@
 """Input checks shared by every public entry point.
 
 Each check raises before any kernel runs, with a message that names the argument and the bad
-value: ``TypeError`` for a wrong dtype or type, ``ValueError`` for everything else.
+value: ``TypeError`` for a wrong dtype or type, ``ValueError`` for everything else. The checks that
+need tensor values (lengths, labels, offsets) cost one host synchronisation per call of a public
+entry point; the engine's group loop runs none of them (it validates once per batch).
 """
 from __future__ import annotations
+
+import math
+import numbers
 
 import torch
 
 REDUCTIONS = ("none", "sum", "mean", "mean_volume")
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 INT_DTYPES = (torch.int32, torch.int64)
+DEVICE_TYPES = ("cpu", "cuda")
 
 
-def check_tensor(name, x, ndim=None, dtypes=None, device=None):
+def _dtype_name(dt):
+    return str(dt).replace("torch.", "")
+
+
+def check_tensor(name, x, ndim=None, dtypes=None, device=None, device_of="the logits"):
+    """``x`` is a dense tensor on a CPU or CUDA device, with ``ndim`` dimensions, a dtype in ``dtypes``
+    and on ``device`` (named ``device_of`` in the message)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.layout != torch.strided:
+        raise ValueError(f"{name} must be a dense (strided) tensor, got layout {x.layout}")
+    if x.device.type not in DEVICE_TYPES:
+        raise ValueError(f"{name} is on {x.device}; samplewise_rnnt computes on cpu and cuda devices only")
     if ndim is not None and x.dim() != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
     if dtypes is not None and x.dtype not in dtypes:
-        names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
-        raise TypeError(f"{name} must have dtype in ({names}), got {str(x.dtype).replace('torch.', '')}")
+        names = ", ".join(_dtype_name(d) for d in dtypes)
+        raise TypeError(f"{name} must have dtype in ({names}), got {_dtype_name(x.dtype)}")
     if device is not None and x.device != device:
-        raise ValueError(f"{name} is on {x.device} but must be on {device} (the device of the logits)")
+        raise ValueError(f"{name} is on {x.device} but must be on {device} (the device of {device_of})")
 
 
 def check_reduction(reduction):
-    if reduction not in REDUCTIONS:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}")
 
 
+def check_number(name, x):
+    """``x`` is a real number (not a bool); returns it as a float."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(x).__name__} {x!r}")
+    return float(x)
+
+
 def check_scalars(clamp, fastemit_lambda):
-    if not isinstance(clamp, (int, float)) or clamp != clamp:
+    """``clamp``: any number but NaN (<= 0 disables clamping); ``fastemit_lambda``: finite and >= 0.
+    Returns both as floats."""
+    c = check_number("clamp", clamp)
+    if math.isnan(c):
         raise ValueError(f"clamp must be a number (<= 0 disables clamping), got {clamp!r}")
-    if not isinstance(fastemit_lambda, (int, float)) or not (fastemit_lambda >= 0.0):
-        raise ValueError(f"fastemit_lambda must be a number >= 0, got {fastemit_lambda!r}")
+    lam = check_number("fastemit_lambda", fastemit_lambda)
+    if not (math.isfinite(lam) and lam >= 0.0):
+        raise ValueError(f"fastemit_lambda must be a finite number >= 0, got {fastemit_lambda!r}")
+    return c, lam
+
+
+def check_flag(name, x):
+    if not isinstance(x, bool):
+        raise TypeError(f"{name} must be a bool, got {type(x).__name__} {x!r}")
+    return x
+
+
+def check_budget(max_chunk_bytes):
+    """``None`` (the default budget), a positive number of bytes, or ``float('inf')`` (no limit).
+    Returns None, an int >= 1, or inf."""
+    if max_chunk_bytes is None:
+        return None
+    if isinstance(max_chunk_bytes, bool) or not isinstance(max_chunk_bytes, numbers.Real):
+        raise TypeError(f"max_chunk_bytes must be a number of bytes or None, got {type(max_chunk_bytes).__name__} "
+                        f"{max_chunk_bytes!r}")
+    v = float(max_chunk_bytes)
+    if not v > 0:  # also NaN
+        raise ValueError(f"max_chunk_bytes must be a positive number of bytes, float('inf') or None, "
+                         f"got {max_chunk_bytes!r}")
+    if math.isinf(v):
+        return v
+    return max(1, int(v))
 
 
 def normalize_blank(blank, V):
     """Return blank in [0, V); negative values count from the end (-1 is the last class)."""
-    if isinstance(blank, bool) or not isinstance(blank, int):
+    if isinstance(blank, bool) or not isinstance(blank, numbers.Integral):
         raise TypeError(f"blank must be an int, got {type(blank).__name__}")
+    blank = int(blank)
     if not -V <= blank < V:
         raise ValueError(f"blank must be in [-{V}, {V}) for V={V} classes, got {blank}")
     return blank + V if blank < 0 else blank
 
 
 def check_lengths_and_targets(targets, logit_lengths, target_lengths, B, T_max, U_max, V, blank, device,
-                              length_name="logit_lengths", check_labels=True):
-    """Validate targets [B, U] and the two length vectors; return int64 copies (inputs untouched)."""
+                              length_name="logit_lengths", check_labels=True, stats_out=None):
+    """Validate targets [B, U] and the two length vectors; return int64 contiguous copies (inputs untouched).
+
+    ``T_max`` bounds the frames (``float('inf')`` for packed logits), ``U_max`` the number of target
+    columns (None: any). With ``stats_out`` (a dict), stores the host ints ``T_max``/``U_max`` (the
+    largest ``logit_lengths`` / ``target_lengths``) and ``nodes`` (``sum_b T_b * (U_b + 1)``).
+    """
     check_tensor("targets", targets, 2, INT_DTYPES, device)
     check_tensor(length_name, logit_lengths, 1, INT_DTYPES, device)
     check_tensor("target_lengths", target_lengths, 1, INT_DTYPES, device)
-    if targets.shape[0] != B:
-        raise ValueError(f"targets has batch size {targets.shape[0]} but the batch size is {B}")
     if logit_lengths.shape[0] != B:
         raise ValueError(f"{length_name} has {logit_lengths.shape[0]} entries but the batch size is {B}")
+    if targets.shape[0] != B:
+        raise ValueError(f"targets has batch size {targets.shape[0]} but the batch size is {B}")
     if target_lengths.shape[0] != B:
         raise ValueError(f"target_lengths has {target_lengths.shape[0]} entries but the batch size is {B}")
     if U_max is not None and targets.shape[1] != U_max:
         raise ValueError(f"targets has {targets.shape[1]} columns but the U+1 dimension implies U={U_max}")
+    if B < 1:
+        raise ValueError(f"{length_name} is empty: the batch must hold at least one sample")
     tl = logit_lengths.long()
     ul = target_lengths.long()
-    if B == 0:
-        return targets.long().contiguous(), tl.contiguous(), ul.contiguous()
     # one host synchronisation for all scalar checks
-    stats = torch.stack([tl.min(), tl.max(), ul.min(), ul.max()]).tolist()
+    stats = torch.stack([tl.min(), tl.max(), ul.min(), ul.max(), (tl * (ul + 1)).sum()]).tolist()
     if stats[0] < 1:
         b = int((tl < 1).nonzero()[0])
         raise ValueError(f"{length_name}[{b}] = {int(tl[b])}; every sample needs at least one frame")
@@ -87,4 +144,6 @@ def check_lengths_and_targets(targets, logit_lengths, target_lengths, B, T_max, 
             val = int(tg[b, u])
             why = "equals blank" if val == blank else f"is outside [0, {V})"
             raise ValueError(f"targets[{b}, {u}] = {val} {why} (blank={blank}, V={V})")
+    if stats_out is not None:
+        stats_out.update(T_max=int(stats[1]), U_max=int(stats[3]), nodes=int(stats[4]))
     return tg.contiguous(), tl.contiguous(), ul.contiguous()

@@ -181,11 +181,12 @@ class _Layouts:
         self.device, self.cache = device, {}
 
     def get(self, nt, nu, u_rem):
+        """(offsets, strides, nrows, T, U) of a tile of nt x nu nodes, and its grid maxima (nt, nu)."""
         key = (nt, nu, u_rem)
         if key not in self.cache:
             v = torch.tensor([[0], [nu], [nt], [nt], [u_rem]], dtype=torch.int64).to(self.device)
             self.cache[key] = tuple(x.contiguous() for x in v)
-        return self.cache[key]
+        return self.cache[key], (nt, nu)
 
 
 class _Ctx:
@@ -225,13 +226,13 @@ class _Ctx:
         self.dhbuf = None
 
     def tiles(self, b):
-        """Per tile of sample b: (t0, t1, u0, u1, node slice, layout, targets)."""
+        """Per tile of sample b: (t0, t1, u0, u1, node slice, layout, grid maxima, targets)."""
         U_b = self.U_all[b]
         for (t0, t1, u0, u1) in self.plan[b]:
             nt, nu = t1 - t0, u1 - u0
             s = self.starts[b] + t0 * (U_b + 1) + u0
-            yield t0, t1, u0, u1, slice(s, s + nt * nu), self.layouts.get(nt, nu, U_b - u0), \
-                self.tg[b:b + 1, min(u0, U_b):U_b]
+            lay, maxima = self.layouts.get(nt, nu, U_b - u0)
+            yield t0, t1, u0, u1, slice(s, s + nt * nu), lay, maxima, self.tg[b:b + 1, min(u0, U_b):U_b]
 
     def hidden(self, b, t0, t1, u0, u1):
         """z = f + g, h = act(z), hb = [h * mask, 1] ([n, J(+1)]) and the scaled mask (or None)."""
@@ -264,10 +265,10 @@ def _forward_scores(c: _Ctx):
     lpb = torch.empty_like(lse)
     lpl = torch.empty_like(lse)
     for b in range(c.B):
-        for t0, t1, u0, u1, sl, lay, tgt in c.tiles(b):
+        for t0, t1, u0, u1, sl, lay, mx, tgt in c.tiles(b):
             _, _, hb, _ = c.hidden(b, t0, t1, u0, u1)
             x = c.logits(hb)
-            l, pb, pl = C.node_scores(x, *lay, tgt, c.blank)
+            l, pb, pl = C.node_scores(x, *lay, tgt.contiguous(), c.blank, *mx)
             lse[sl], lpb[sl], lpl[sl] = l, pb, pl
     return lse, lpb, lpl
 
@@ -287,10 +288,11 @@ def _backward_grads(c: _Ctx, lse, bf, lf, w, clamp, fastemit_lambda, need):
         wb = w_all[b]
         if wb == 0.0:
             continue
-        for t0, t1, u0, u1, sl, lay, tgt in c.tiles(b):
+        for t0, t1, u0, u1, sl, lay, mx, tgt in c.tiles(b):
             z, h, hb, keep = c.hidden(b, t0, t1, u0, u1)
             G = c.logits(hb)
-            C.logits_grad(G, G, lse[sl], bf[sl], lf[sl], *lay, tgt, c.blank, clamp, fastemit_lambda, no_scale)
+            C.logits_grad(G, G, lse[sl], bf[sl], lf[sl], *lay, tgt.contiguous(), c.blank, clamp, fastemit_lambda,
+                          no_scale, *mx)
             if gWb is not None:
                 if direct:
                     gWb.addmm_(G.t(), hb, alpha=wb)
@@ -335,7 +337,8 @@ class _FusedRNNTLoss(torch.autograd.Function):
                      tg, tl, ul, act, p, seed, budget, blank, acc)
             lse, lpb, lpl = _forward_scores(c)
             offsets = torch.tensor(c.starts, dtype=torch.int64).to(dev)
-            costs, bf, lf = _ext().lattice(lpb, lpl, offsets, (ul + 1).contiguous(), tl, ul, want_grad)
+            costs, bf, lf = _ext().lattice(lpb, lpl, offsets, (ul + 1).contiguous(), tl, ul, want_grad,
+                                           max(c.T_all), max(c.U_all) + 1)
             if fastemit_lambda:
                 costs = costs * (1.0 + fastemit_lambda)  # ops.py's FastEmit cost convention (NeMo / warp-transducer)
         del c, lpb, lpl
@@ -362,15 +365,17 @@ class _FusedRNNTLoss(torch.autograd.Function):
 
 
 def _check_budget(max_chunk_bytes, device):
-    if max_chunk_bytes is None:
+    """The tile budget in bytes: the default for ``None``, no limit (one tile per sample) for inf."""
+    budget = V_.check_budget(max_chunk_bytes)
+    if budget is None:
         return DEFAULT_CUDA_TILE_BYTES if device.type == "cuda" else DEFAULT_CPU_TILE_BYTES
-    if isinstance(max_chunk_bytes, bool) or not isinstance(max_chunk_bytes, int) or max_chunk_bytes < 1:
-        raise ValueError(f"max_chunk_bytes must be a positive int or None, got {max_chunk_bytes!r}")
-    return max_chunk_bytes
+    if budget == float("inf"):
+        return 1 << 62
+    return budget
 
 
-def fused_rnnt_loss(enc_proj, pred_proj, weight, bias, targets, encoder_lengths, target_lengths, activation="tanh",
-                    dropout=0.0, blank=0, reduction="mean", clamp=-1.0, fastemit_lambda=0.0, max_chunk_bytes=None):
+def fused_rnnt_loss(enc_proj, pred_proj, weight, bias, targets, encoder_lengths, target_lengths, *, activation="tanh",
+                    dropout=0.0, blank=-1, reduction="mean", clamp=-1.0, fastemit_lambda=0.0, max_chunk_bytes=None):
     """Exact RNN-T loss of ``logits = weight @ dropout(act(enc_proj[:, :, None] + pred_proj[:, None])) + bias``
     without materialising the logits.
 
@@ -386,17 +391,20 @@ def fused_rnnt_loss(enc_proj, pred_proj, weight, bias, targets, encoder_lengths,
             ``1 / (1 - dropout)``); the mask is :func:`fused_dropout_mask` of a seed drawn from
             torch's default generator. Pass 0 in evaluation.
         blank, reduction, clamp, fastemit_lambda: as in :func:`samplewise_rnnt.rnnt_loss`.
-        max_chunk_bytes: working bytes of one tile (default 64 MiB on the CPU, 256 MiB on CUDA).
+        max_chunk_bytes: working bytes of one tile (default 64 MiB on the CPU, 256 MiB on CUDA; any
+            positive number; ``float('inf')``: one tile per sample).
+
+    Options after the tensors are keyword only; ``blank`` defaults to ``-1`` (the last class).
 
     The four tensors get gradients through autograd (accumulated in fp32, fp64 for fp64). Under
     autocast the tiles run in the autocast dtype. Returns the reduced loss (fp32; fp64 for fp64).
     """
     V_.check_reduction(reduction)
-    V_.check_scalars(clamp, fastemit_lambda)
+    clamp, fastemit_lambda = V_.check_scalars(clamp, fastemit_lambda)
     V_.check_tensor("enc_proj", enc_proj, 3, V_.FLOAT_DTYPES)
     dev = enc_proj.device
-    V_.check_tensor("pred_proj", pred_proj, 3, V_.FLOAT_DTYPES, dev)
-    V_.check_tensor("weight", weight, 2, V_.FLOAT_DTYPES, dev)
+    V_.check_tensor("pred_proj", pred_proj, 3, V_.FLOAT_DTYPES, dev, device_of="enc_proj")
+    V_.check_tensor("weight", weight, 2, V_.FLOAT_DTYPES, dev, device_of="enc_proj")
     B, T, J = enc_proj.shape
     if B < 1 or T < 1:
         raise ValueError(f"enc_proj must be non-empty in B and T, got shape {tuple(enc_proj.shape)}")
@@ -410,7 +418,7 @@ def fused_rnnt_loss(enc_proj, pred_proj, weight, bias, targets, encoder_lengths,
         raise ValueError(f"weight must have shape [V, {J}], got {tuple(weight.shape)}")
     Vn = weight.shape[0]
     if bias is not None:
-        V_.check_tensor("bias", bias, 1, V_.FLOAT_DTYPES, dev)
+        V_.check_tensor("bias", bias, 1, V_.FLOAT_DTYPES, dev, device_of="enc_proj")
         if bias.shape[0] != Vn:
             raise ValueError(f"bias has {bias.shape[0]} entries but weight has V={Vn} rows")
     act = _check_activation(activation)
@@ -523,8 +531,8 @@ def linear_joint_spec(joint) -> Optional[LinearJointSpec]:
     return LinearJointSpec(enc, pred, layers[-1].weight, layers[-1].bias, _activation_of(layers[0]), p)
 
 
-def fused_samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths, blank=0,
-                               reduction="mean", clamp=-1.0, fastemit_lambda=0.0, max_chunk_bytes=None):
+def fused_samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths, *,
+                               blank=-1, reduction="mean", clamp=-1.0, fastemit_lambda=0.0, max_chunk_bytes=None):
     """:func:`samplewise_rnnt.samplewise_rnnt_loss` for a Linear-act-Linear joint, without the logits.
 
     Applies the joint's two projections to ``encoder_out`` [B, T, He] and ``predictor_out``
@@ -538,7 +546,16 @@ def fused_samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encod
                          "structure the fused output layer can use (LinearJoint, ESPnet's JointNetwork or NeMo's "
                          "RNNTJoint); use fused=False")
     V_.check_tensor("encoder_out", encoder_out, 3, V_.FLOAT_DTYPES)
-    V_.check_tensor("predictor_out", predictor_out, 3, V_.FLOAT_DTYPES, encoder_out.device)
+    V_.check_tensor("predictor_out", predictor_out, 3, V_.FLOAT_DTYPES, encoder_out.device, device_of="encoder_out")
+    for name, x, lin in (("encoder_out", encoder_out, spec.lin_enc), ("predictor_out", predictor_out, spec.lin_dec)):
+        width = getattr(lin, "in_features", None)
+        if width is not None and x.shape[-1] != width:
+            raise ValueError(f"{name} has width {x.shape[-1]} (shape {tuple(x.shape)}) but the joint "
+                             f"({type(joint).__module__}.{type(joint).__qualname__}) expects {width}")
+        w = getattr(lin, "weight", None)
+        if isinstance(w, torch.Tensor) and w.device != x.device:
+            raise ValueError(f"the joint ({type(joint).__module__}.{type(joint).__qualname__}) is on {w.device} but "
+                             f"{name} is on {x.device}; move the joint to {x.device}")
     f = spec.lin_enc(encoder_out)
     g = spec.lin_dec(predictor_out)
     return fused_rnnt_loss(f, g, spec.weight, spec.bias, targets, encoder_lengths, target_lengths,

@@ -32,10 +32,16 @@ accumulated in fp64 (for gradcheck). The lattice recursion (alphas, betas) alway
 costs O(T*U), nothing next to the O(T*U*V) stages, and makes the fp32 gradients about 30x (long
 lattices: 1000x) more accurate than an fp32 recursion such as torchaudio's. Costs are returned in
 fp32 (fp64 for fp64 logits).
+
+``fused_log_softmax=False`` (torchaudio's switch) means the logits already are log-probabilities
+(``log_softmax`` was applied outside the loss): ``lp = logits`` in the recursion, and the gradient
+has no softmax term (``-blank_flow`` at blank, ``-(1 + lambda) * label_flow`` at ``y[u]``, zero
+elsewhere). The kernels compute it with the same per-cell formula, the normaliser taken as
+``+inf`` so that the softmax term vanishes.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 
@@ -55,7 +61,7 @@ def _ext():
     if _C is None:
         raise ImportError(
             "samplewise_rnnt._C (the compiled extension) could not be imported: "
-            f"{_IMPORT_ERROR}. Build it with `pip install .` or `make build`."
+            f"{_IMPORT_ERROR}. Build it with `pip install --no-build-isolation .` or `make build`."
         )
     return _C
 
@@ -68,31 +74,68 @@ def cuda_built() -> bool:
 # ----------------------------------------------------------------------------------------------
 # layouts: every kernel sees sample b as a block of nrows[b] x strides[b] nodes from offsets[b]
 # ----------------------------------------------------------------------------------------------
-def _padded_layout(B, T, U1, device):
-    ar = torch.arange(B, device=device, dtype=torch.int64)
-    offsets = ar * (T * U1)
+class Layout(NamedTuple):
+    """Where each sample's nodes lie in the ``[N, V]`` rows, plus the host maxima the kernels need
+    (``max_rows = max_b nrows[b]``, ``max_stride = max_b strides[b]``), so that no kernel call
+    synchronises with the device to find them."""
+
+    offsets: torch.Tensor
+    strides: torch.Tensor
+    nrows: torch.Tensor
+    max_rows: int
+    max_stride: int
+    gaps: bool = False  # rows of the [N, V] logits that belong to no sample
+
+
+def padded_layout(B, T, U1, device) -> Layout:
+    """The layout of padded logits ``[B, T, U1, V]`` seen as ``[B * T * U1, V]``."""
+    offsets = torch.arange(B, device=device, dtype=torch.int64) * (T * U1)
     strides = torch.full((B,), U1, device=device, dtype=torch.int64)
     nrows = torch.full((B,), T, device=device, dtype=torch.int64)
-    return offsets, strides, nrows
+    return Layout(offsets, strides, nrows, int(T), int(U1))
 
 
-def _packed_layout(tl, ul, offsets, N):
+def _packed_layout(tl, ul, offsets, N, stats) -> Layout:
     sizes = tl * (ul + 1)
+    total = stats["nodes"]
     if offsets is None:
-        offsets = torch.cumsum(sizes, 0) - sizes
-        total = int(sizes.sum()) if sizes.numel() else 0
         if total != N:
             raise ValueError(f"logits has {N} rows but sum_b logit_lengths[b] * (target_lengths[b] + 1) = {total}")
+        offsets = torch.cumsum(sizes, 0) - sizes
+        gaps = False
     else:
         V_.check_tensor("offsets", offsets, 1, V_.INT_DTYPES, tl.device)
         if offsets.shape[0] != tl.shape[0]:
             raise ValueError(f"offsets has {offsets.shape[0]} entries but the batch size is {tl.shape[0]}")
         offsets = offsets.long().contiguous()
-        if offsets.numel():
-            lo, hi = torch.stack([offsets.min(), (offsets + sizes).max()]).tolist()
-            if lo < 0 or hi > N:
-                raise ValueError(f"offsets place a sample in rows [{lo}, {hi}) outside the {N} rows of logits")
-    return offsets.contiguous(), (ul + 1).contiguous(), tl.contiguous()
+        lo, hi = torch.stack([offsets.min(), (offsets + sizes).max()]).tolist()
+        if lo < 0 or hi > N:
+            raise ValueError(f"offsets place a sample in rows [{lo}, {hi}) outside the {N} rows of logits")
+        # samples must not share rows: sorted by offset, each must end before the next begins
+        order = torch.argsort(offsets, stable=True)
+        starts, ends = offsets[order], (offsets + sizes)[order]
+        overlap = (ends[:-1] > starts[1:]).nonzero()
+        if overlap.numel():
+            i = int(overlap[0])
+            b1, b2 = int(order[i]), int(order[i + 1])
+            raise ValueError(f"offsets make samples {b1} and {b2} share rows: sample {b1} occupies rows "
+                             f"[{int(starts[i])}, {int(ends[i])}) and sample {b2} starts at row {int(starts[i + 1])}")
+        gaps = total != N
+    return Layout(offsets.contiguous(), (ul + 1).contiguous(), tl.contiguous(), stats["T_max"], stats["U_max"] + 1,
+                  gaps)
+
+
+def node_coords(layout: Layout, tl, ul):
+    """``(b, t, u, row)`` of every lattice node of every sample (t < T_b, u <= U_b), as int64 tensors."""
+    sizes = tl * (ul + 1)
+    B = tl.shape[0]
+    dev = tl.device
+    b = torch.repeat_interleave(torch.arange(B, device=dev), sizes)
+    pos = torch.arange(b.shape[0], device=dev) - torch.repeat_interleave(torch.cumsum(sizes, 0) - sizes, sizes)
+    U1 = ul[b] + 1
+    t, u = pos // U1, pos % U1
+    row = layout.offsets[b] + t * layout.strides[b] + u
+    return b, t, u, row
 
 
 def _check_logits(logits, ndim):
@@ -102,17 +145,19 @@ def _check_logits(logits, ndim):
 
 
 def _prepare(logits, targets, logit_lengths, target_lengths, blank, clamp, fastemit_lambda, packed, offsets):
-    """Validate everything; return (logits2d, targets64, tl, ul, layout, blank)."""
+    """Validate everything; return (logits2d, targets64, tl, ul, layout, blank, clamp, fastemit_lambda)."""
     _check_logits(logits, 2 if packed else 4)
-    V_.check_scalars(clamp, fastemit_lambda)
+    clamp, fastemit_lambda = V_.check_scalars(clamp, fastemit_lambda)
     V = logits.shape[-1]
     blank = V_.normalize_blank(blank, V)
     device = logits.device
+    stats = {}
     if packed:
-        B = targets.shape[0] if isinstance(targets, torch.Tensor) and targets.dim() == 2 else -1
-        tg, tl, ul = V_.check_lengths_and_targets(targets, logit_lengths, target_lengths, max(B, 0),
-                                                  float("inf"), None, V, blank, device)
-        layout = _packed_layout(tl, ul, offsets, logits.shape[0])
+        V_.check_tensor("logit_lengths", logit_lengths, 1, V_.INT_DTYPES, device)
+        B = logit_lengths.shape[0]
+        tg, tl, ul = V_.check_lengths_and_targets(targets, logit_lengths, target_lengths, B, float("inf"), None, V,
+                                                  blank, device, stats_out=stats)
+        layout = _packed_layout(tl, ul, offsets, logits.shape[0], stats)
         logits2d = logits
     else:
         B, T, U1, _ = logits.shape
@@ -120,57 +165,90 @@ def _prepare(logits, targets, logit_lengths, target_lengths, blank, clamp, faste
             raise ValueError(f"logits must be non-empty in B, T and U+1, got shape {tuple(logits.shape)}")
         tg, tl, ul = V_.check_lengths_and_targets(targets, logit_lengths, target_lengths, B, T, U1 - 1, V,
                                                   blank, device)
-        layout = _padded_layout(B, T, U1, device)
+        layout = padded_layout(B, T, U1, device)
         logits2d = logits.reshape(B * T * U1, V)
     if not logits2d.is_contiguous():
         logits2d = logits2d.contiguous()
-    return logits2d, tg, tl, ul, layout, blank
-
-
-def _run(logits2d, tg, tl, ul, layout, blank, clamp, fastemit_lambda, want_grad, inplace=False,
-         grad_scale=None):
-    C = _ext()
-    if logits2d.is_cuda and not C.cuda_built():
+    if logits2d.is_cuda and not _ext().cuda_built():
         raise ValueError("logits is on a CUDA device but samplewise_rnnt was built without CUDA kernels "
                          "(rebuild with nvcc available and SWR_FORCE_CPU unset)")
-    offsets, strides, nrows = layout
-    lse, lp_blank, lp_label = C.node_scores(logits2d, offsets, strides, nrows, tl, ul, tg, blank)
-    costs, blank_flow, label_flow = C.lattice(lp_blank, lp_label, offsets, strides, tl, ul, want_grad)
+    return logits2d, tg, tl, ul, layout, blank, clamp, fastemit_lambda
+
+
+def _log_prob_scores(logits2d, tg, tl, ul, layout: Layout):
+    """Stage 1 for logits that already are log-probabilities: lse = +inf (the gradient's softmax term
+    vanishes), lp_blank and lp_label read from the logits; padding nodes -inf (lse 0)."""
+    acc = torch.float64 if logits2d.dtype == torch.float64 else torch.float32
+    N, dev = logits2d.shape[0], logits2d.device
+    lse = torch.zeros(N, dtype=acc, device=dev)
+    lpb = torch.full((N,), float("-inf"), dtype=acc, device=dev)
+    lpl = torch.full((N,), float("-inf"), dtype=acc, device=dev)
+    b, _, u, row = node_coords(layout, tl, ul)
+    lse[row] = float("inf")
+    return lse, lpb, lpl, b, u, row
+
+
+def _core(logits2d, tg, tl, ul, layout: Layout, blank, clamp, fastemit_lambda, want_grad, inplace=False,
+          grad_scale=None, log_softmax=True):
+    """The three stages on validated input (no host synchronisation). Returns (costs [B], grad or None)."""
+    C = _ext()
+    offsets, strides, nrows = layout.offsets, layout.strides, layout.nrows
+    mr, ms = layout.max_rows, layout.max_stride
+    if log_softmax:
+        lse, lp_blank, lp_label = C.node_scores(logits2d, offsets, strides, nrows, tl, ul, tg, blank, mr, ms)
+    else:
+        lse, lp_blank, lp_label, b, u, row = _log_prob_scores(logits2d, tg, tl, ul, layout)
+        lp_blank[row] = logits2d[row, blank].to(lse.dtype)
+        has = u < ul[b]
+        rl = row[has]
+        lp_label[rl] = logits2d[rl, tg[b[has], u[has]]].to(lse.dtype)
+    costs, blank_flow, label_flow = C.lattice(lp_blank, lp_label, offsets, strides, tl, ul, want_grad, mr, ms)
     if fastemit_lambda:
         costs = costs * (1.0 + fastemit_lambda)  # the FastEmit convention of NeMo / warp-transducer
     grad = None
     if want_grad:
         if inplace:
             grad = logits2d
+            if layout.gaps:  # rows that belong to no sample get a zero gradient
+                covered = torch.zeros(logits2d.shape[0], dtype=torch.bool, device=logits2d.device)
+                covered[node_coords(layout, tl, ul)[3]] = True
+                grad[~covered] = 0
+        elif layout.gaps:
+            grad = torch.zeros_like(logits2d)
         else:
             grad = torch.empty_like(logits2d)
         scale = grad_scale if grad_scale is not None else torch.empty(0, device=logits2d.device)
         C.logits_grad(logits2d, grad, lse, blank_flow, label_flow, offsets, strides, nrows, tl, ul, tg, blank,
-                      float(clamp), float(fastemit_lambda), scale.float().contiguous())
+                      float(clamp), float(fastemit_lambda), scale.float().contiguous(), mr, ms)
     return costs, grad
 
 
-def rnnt_loss_and_grad(logits, targets, logit_lengths, target_lengths, blank=0, clamp=-1.0, fastemit_lambda=0.0,
-                       packed=False, offsets=None, inplace=False, grad_scale=None, compute_grad=True,
-                       ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+def rnnt_loss_and_grad(logits, targets, logit_lengths, target_lengths, blank=-1, clamp=-1.0, *,
+                       fused_log_softmax=True, fastemit_lambda=0.0, packed=False, offsets=None, inplace=False,
+                       grad_scale=None, compute_grad=True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Per-sample costs and the gradient of each sample's cost with respect to its logits.
 
     No autograd. ``costs`` is ``[B]`` (fp32; fp64 for fp64 logits); ``grad`` has the logits' shape
-    and dtype and is zero outside each sample's lengths. ``inplace=True`` writes the gradient over
-    ``logits`` (which must then be contiguous) and returns it; ``grad_scale`` ([B]) multiplies each
-    sample's gradient after clamping. This is the entry point of the sample-wise engine.
+    and dtype and is zero outside each sample's lengths (and, for packed logits, on rows that belong
+    to no sample). ``inplace=True`` writes the gradient over ``logits`` (which must then be
+    contiguous) and returns it; ``grad_scale`` ([B]) multiplies each sample's gradient after
+    clamping. ``packed=True`` takes ``[N, V]`` logits as :func:`rnnt_loss_packed` does.
     """
+    V_.check_flag("inplace", inplace)
+    V_.check_flag("packed", packed)
+    V_.check_flag("fused_log_softmax", fused_log_softmax)
+    V_.check_flag("compute_grad", compute_grad)
     if inplace and isinstance(logits, torch.Tensor) and not logits.is_contiguous():
         raise ValueError("logits must be contiguous when inplace=True")
-    logits2d, tg, tl, ul, layout, blank = _prepare(logits, targets, logit_lengths, target_lengths, blank, clamp,
-                                                   fastemit_lambda, packed, offsets)
+    logits2d, tg, tl, ul, layout, blank, clamp, lam = _prepare(logits, targets, logit_lengths, target_lengths, blank,
+                                                               clamp, fastemit_lambda, packed, offsets)
     if grad_scale is not None:
         V_.check_tensor("grad_scale", grad_scale, 1, V_.FLOAT_DTYPES, logits.device)
         if grad_scale.shape[0] != tl.shape[0]:
             raise ValueError(f"grad_scale has {grad_scale.shape[0]} entries but the batch size is {tl.shape[0]}")
     with torch.no_grad():
-        costs, grad = _run(logits2d.detach(), tg, tl, ul, layout, blank, clamp, fastemit_lambda, compute_grad,
-                           inplace, grad_scale)
+        costs, grad = _core(logits2d.detach(), tg, tl, ul, layout, blank, clamp, lam, compute_grad, inplace,
+                            grad_scale, fused_log_softmax)
     if grad is not None:
         grad = grad.view(logits.shape)
     return costs, grad
@@ -190,89 +268,100 @@ def _sample_weights(grad_output, reduction, B, ul, dtype):
 class _RNNTLossFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, targets, logit_lengths, target_lengths, blank, reduction, clamp, fastemit_lambda,
-                packed, offsets):
-        logits2d, tg, tl, ul, layout, blank = _prepare(logits, targets, logit_lengths, target_lengths, blank,
-                                                       clamp, fastemit_lambda, packed, offsets)
+                packed, offsets, log_softmax):
+        logits2d, tg, tl, ul, layout, blank, clamp, lam = _prepare(logits, targets, logit_lengths, target_lengths,
+                                                                   blank, clamp, fastemit_lambda, packed, offsets)
         want_grad = ctx.needs_input_grad[0]
-        costs, grad = _run(logits2d.detach(), tg, tl, ul, layout, blank, clamp, fastemit_lambda, want_grad)
+        costs, grad = _core(logits2d.detach(), tg, tl, ul, layout, blank, clamp, lam, want_grad,
+                            log_softmax=log_softmax)
         ctx.reduction = reduction
         ctx.packed = packed
         ctx.shape = logits.shape
+        ctx.layout = layout
         if want_grad:
-            ctx.save_for_backward(grad, ul, layout[0], tl)
+            ctx.save_for_backward(grad, ul, tl)
         from .reference import reduce_costs
         return reduce_costs(costs, ul, reduction)
 
     @staticmethod
     def backward(ctx, grad_output):
-        grad, ul, offsets, tl = ctx.saved_tensors
+        grad, ul, tl = ctx.saved_tensors
         B = ul.shape[0]
         w = _sample_weights(grad_output, ctx.reduction, B, ul,
                             torch.float64 if grad.dtype == torch.float64 else torch.float32)
         if ctx.packed:
             rows = torch.zeros(grad.shape[0], dtype=w.dtype, device=grad.device)
-            sizes = tl * (ul + 1)
-            idx = torch.repeat_interleave(torch.arange(B, device=grad.device), sizes)
-            pos = torch.arange(idx.shape[0], device=grad.device) - torch.repeat_interleave(torch.cumsum(sizes, 0)
-                                                                                           - sizes, sizes)
-            rows[torch.repeat_interleave(offsets, sizes) + pos] = w[idx]
+            b, _, _, row = node_coords(ctx.layout, tl, ul)
+            rows[row] = w[b]
             g = grad * rows[:, None].to(grad.dtype)
         else:
             g = (grad.view(B, -1) * w[:, None].to(grad.dtype)).view(ctx.shape)
-        return g.view(ctx.shape), None, None, None, None, None, None, None, None, None
+        return g.view(ctx.shape), None, None, None, None, None, None, None, None, None, None
 
 
-def rnnt_loss(logits, targets, logit_lengths, target_lengths, blank=0, reduction="mean", clamp=-1.0,
-              fastemit_lambda=0.0):
-    """Exact RNN-T loss; a drop-in for ``torchaudio.functional.rnnt_loss`` (same names and meanings).
+def rnnt_loss(logits, targets, logit_lengths, target_lengths, blank=-1, clamp=-1, reduction="mean",
+              fused_log_softmax=True, *, fastemit_lambda=0.0):
+    """Exact RNN-T loss; a drop-in for ``torchaudio.functional.rnnt_loss`` (same positional order,
+    names, defaults and meanings).
 
     Args:
-        logits: ``[B, T, U+1, V]`` float32, float16, bfloat16 or float64 (unnormalised; the
-            log-softmax is fused into the kernels). Never modified.
+        logits: ``[B, T, U+1, V]`` float32, float16, bfloat16 or float64. Never modified.
         targets: ``[B, U]`` int32/int64, padded; labels within ``target_lengths`` lie in ``[0, V)``
             and differ from ``blank``.
         logit_lengths: ``[B]`` frames per sample, ``1 <= T_b <= T``.
         target_lengths: ``[B]`` labels per sample, ``0 <= U_b <= U``.
-        blank: blank index; negative counts from the end (``-1`` is the last class, NeMo's blank).
+        blank: blank index (default ``-1``, torchaudio's: the last class); negative counts from the end.
+        clamp: if > 0, each element of a sample's gradient is clipped to ``[-clamp, clamp]``.
         reduction: ``"none"`` (``[B]``), ``"sum"``, ``"mean"`` (sum / B, as torchaudio and
             warp-transducer) or ``"mean_volume"`` (sum / sum(target_lengths), as NeMo).
-        clamp: if > 0, each gradient element is clipped to ``[-clamp, clamp]``.
-        fastemit_lambda: FastEmit regularisation weight (gradient only; 0 disables).
+        fused_log_softmax: ``True`` (default): the logits are unnormalised and the log-softmax is
+            fused into the kernels; ``False``: the logits already are log-probabilities (torchaudio's
+            meaning: ``log_softmax`` was called outside the loss).
+        fastemit_lambda: keyword only; FastEmit regularisation weight (0 disables).
 
     Returns:
         the reduced loss (fp32; fp64 for fp64 logits), a negative log-likelihood in nats.
     """
     V_.check_reduction(reduction)
+    V_.check_flag("fused_log_softmax", fused_log_softmax)
     return _RNNTLossFunction.apply(logits, targets, logit_lengths, target_lengths, blank, reduction, clamp,
-                                   fastemit_lambda, False, None)
+                                   fastemit_lambda, False, None, fused_log_softmax)
 
 
-def rnnt_loss_packed(logits, targets, logit_lengths, target_lengths, offsets=None, blank=0, reduction="mean",
-                     clamp=-1.0, fastemit_lambda=0.0):
+def rnnt_loss_packed(logits, targets, logit_lengths, target_lengths, blank=-1, clamp=-1, reduction="mean",
+                     fused_log_softmax=True, *, offsets=None, fastemit_lambda=0.0):
     """:func:`rnnt_loss` for logits without padding: ``[N, V]``, sample ``b`` at rows
-    ``offsets[b] + t * (U_b + 1) + u``. ``offsets`` defaults to the exclusive cumulative sum of
-    ``T_b * (U_b + 1)`` (then ``N`` must equal the total)."""
+    ``offsets[b] + t * (U_b + 1) + u``. ``offsets`` (keyword, ``[B]`` int) defaults to the exclusive
+    cumulative sum of ``T_b * (U_b + 1)`` (then ``N`` must equal the total); explicit offsets may
+    leave rows between samples (their gradient is zero) but samples must not share rows."""
     V_.check_reduction(reduction)
+    V_.check_flag("fused_log_softmax", fused_log_softmax)
     return _RNNTLossFunction.apply(logits, targets, logit_lengths, target_lengths, blank, reduction, clamp,
-                                   fastemit_lambda, True, offsets)
+                                   fastemit_lambda, True, offsets, fused_log_softmax)
 
 
 class RNNTLoss(torch.nn.Module):
-    """Module form of :func:`rnnt_loss` (torchaudio's ``RNNTLoss`` interface)."""
+    """Module form of :func:`rnnt_loss`, a drop-in for ``torchaudio.transforms.RNNTLoss``:
+    ``RNNTLoss(blank=-1, clamp=-1., reduction="mean", fused_log_softmax=True, *, fastemit_lambda=0.0)``,
+    called as ``loss(logits, targets, logit_lengths, target_lengths)``."""
 
-    def __init__(self, blank=0, reduction="mean", clamp=-1.0, fastemit_lambda=0.0):
+    def __init__(self, blank=-1, clamp=-1.0, reduction="mean", fused_log_softmax=True, *, fastemit_lambda=0.0):
         super().__init__()
         V_.check_reduction(reduction)
         V_.check_scalars(clamp, fastemit_lambda)
-        self.blank, self.reduction, self.clamp, self.fastemit_lambda = blank, reduction, clamp, fastemit_lambda
+        V_.check_flag("fused_log_softmax", fused_log_softmax)
+        if isinstance(blank, bool) or not isinstance(blank, int):
+            raise TypeError(f"blank must be an int, got {type(blank).__name__}")
+        self.blank, self.clamp, self.reduction = blank, clamp, reduction
+        self.fused_log_softmax, self.fastemit_lambda = fused_log_softmax, fastemit_lambda
 
     def forward(self, logits, targets, logit_lengths, target_lengths):
-        return rnnt_loss(logits, targets, logit_lengths, target_lengths, self.blank, self.reduction, self.clamp,
-                         self.fastemit_lambda)
+        return rnnt_loss(logits, targets, logit_lengths, target_lengths, self.blank, self.clamp, self.reduction,
+                         self.fused_log_softmax, fastemit_lambda=self.fastemit_lambda)
 
     def extra_repr(self):
-        return (f"blank={self.blank}, reduction={self.reduction!r}, clamp={self.clamp}, "
-                f"fastemit_lambda={self.fastemit_lambda}")
+        return (f"blank={self.blank}, clamp={self.clamp}, reduction={self.reduction!r}, "
+                f"fused_log_softmax={self.fused_log_softmax}, fastemit_lambda={self.fastemit_lambda}")
 
 
 def rnnt_lattice(lp_blank, lp_label, logit_lengths, target_lengths, want_flows=True):
@@ -285,18 +374,22 @@ def rnnt_lattice(lp_blank, lp_label, logit_lengths, target_lengths, want_flows=T
     ``want_flows``).
     """
     V_.check_tensor("lp_blank", lp_blank, 3, (torch.float32, torch.float64))
-    V_.check_tensor("lp_label", lp_label, 3, (lp_blank.dtype,), lp_blank.device)
+    V_.check_tensor("lp_label", lp_label, 3, (lp_blank.dtype,), lp_blank.device, device_of="lp_blank")
+    V_.check_flag("want_flows", want_flows)
     if lp_label.shape != lp_blank.shape:
         raise ValueError(f"lp_label has shape {tuple(lp_label.shape)} but lp_blank has {tuple(lp_blank.shape)}")
     B, T, U1 = lp_blank.shape
-    V_.check_tensor("logit_lengths", logit_lengths, 1, V_.INT_DTYPES, lp_blank.device)
-    V_.check_tensor("target_lengths", target_lengths, 1, V_.INT_DTYPES, lp_blank.device)
+    if B < 1 or T < 1 or U1 < 1:
+        raise ValueError(f"lp_blank must be non-empty in B, T and U+1, got shape {tuple(lp_blank.shape)}")
+    V_.check_tensor("logit_lengths", logit_lengths, 1, V_.INT_DTYPES, lp_blank.device, device_of="lp_blank")
     dummy_targets = torch.zeros(B, U1 - 1, dtype=torch.int64, device=lp_blank.device)
     _, tl, ul = V_.check_lengths_and_targets(dummy_targets, logit_lengths, target_lengths, B, T, U1 - 1, 1, -1,
                                              lp_blank.device, check_labels=False)
-    offsets, strides, _ = _padded_layout(B, T, U1, lp_blank.device)
-    costs, bf, lf = _ext().lattice(lp_blank.reshape(-1).contiguous(), lp_label.reshape(-1).contiguous(), offsets,
-                                   strides, tl, ul, want_flows)
+    if lp_blank.is_cuda and not _ext().cuda_built():
+        raise ValueError("lp_blank is on a CUDA device but samplewise_rnnt was built without CUDA kernels")
+    lay = padded_layout(B, T, U1, lp_blank.device)
+    costs, bf, lf = _ext().lattice(lp_blank.reshape(-1).contiguous(), lp_label.reshape(-1).contiguous(), lay.offsets,
+                                   lay.strides, tl, ul, want_flows, lay.max_rows, lay.max_stride)
     if not want_flows:
         return costs, None, None
     return costs, bf.view(B, T, U1), lf.view(B, T, U1)

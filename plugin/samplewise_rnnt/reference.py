@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-def brute_force_rnnt_loss(logits: torch.Tensor, targets, blank: int = 0) -> torch.Tensor:
+def brute_force_rnnt_loss(logits: torch.Tensor, targets, blank: int = -1) -> torch.Tensor:
     """Cost of ONE sample by enumerating every alignment (tiny lattices only).
 
     logits: [T, U+1, V]; targets: sequence of U label ids. Returns -log sum_alignments P(alignment).
@@ -75,8 +75,9 @@ def brute_force_rnnt_loss(logits: torch.Tensor, targets, blank: int = 0) -> torc
     return -torch.logsumexp(torch.stack(total), dim=0)
 
 
-def _node_log_probs(logits, targets, blank):
-    lp = torch.log_softmax(logits.float(), dim=-1)  # [B, T, U+1, V]
+def _node_log_probs(logits, targets, blank, log_softmax=True):
+    x = logits.double()  # the references compute in fp64, whatever the input's dtype
+    lp = torch.log_softmax(x, dim=-1) if log_softmax else x  # [B, T, U+1, V]
     lp_blank = lp[..., blank]  # [B, T, U+1]
     B, T, U1, V = lp.shape
     U = U1 - 1
@@ -134,27 +135,29 @@ def reduce_costs(costs: torch.Tensor, target_lengths: torch.Tensor, reduction: s
     raise ValueError(f"reduction must be one of 'none', 'sum', 'mean', 'mean_volume'; got {reduction!r}")
 
 
-def rnnt_loss_reference(logits, targets, logit_lengths, target_lengths, blank=0, reduction="mean",
-                        fastemit_lambda=0.0):
-    """Autograd reference: logits [B, T, U+1, V] -> reduced cost (fp32, or fp64 for fp64 input).
+def rnnt_loss_reference(logits, targets, logit_lengths, target_lengths, blank=-1, reduction="mean",
+                        fastemit_lambda=0.0, fused_log_softmax=True):
+    """Autograd reference: logits [B, T, U+1, V] -> reduced cost.
 
+    Everything (log-softmax, lattice, reduction) is computed in fp64 whatever the input dtype; the
+    result is returned in fp64 for fp64 logits and in fp32 otherwise (the kernels' cost dtype), so
+    autograd gives fp64-accurate gradients rounded once to the input's dtype.
+    ``fused_log_softmax=False``: the logits already are log-probabilities (torchaudio's meaning).
     FastEmit is implemented as a surrogate term whose value is ``lambda * cost`` and whose gradient is
     the FastEmit term; clamping is not supported here (see rnnt_loss_reference_with_grad).
     """
     V = logits.shape[-1]
     if blank < 0:
         blank += V
-    work = logits if logits.dtype == torch.float64 else logits.float()
-    lp, lp_blank, lp_label = _node_log_probs(work, targets, blank)
-    if logits.dtype == torch.float64:
-        lp_blank, lp_label = lp_blank.double(), lp_label.double()
+    lp, lp_blank, lp_label = _node_log_probs(logits, targets, blank, fused_log_softmax)
     costs, alphas = rnnt_lattice_reference(lp_blank, lp_label, logit_lengths, target_lengths)
     if fastemit_lambda != 0.0:
         with torch.enable_grad():
             flows = _label_flows(lp_blank.detach(), lp_label.detach(), logit_lengths, target_lengths)
         surrogate = (flows * torch.nan_to_num(lp_label, neginf=0.0)).flatten(1).sum(1)
         costs = costs - fastemit_lambda * (surrogate - surrogate.detach()) + fastemit_lambda * costs.detach()
-    return reduce_costs(costs, target_lengths, reduction)
+    out = reduce_costs(costs, target_lengths, reduction)
+    return out if logits.dtype == torch.float64 else out.float()
 
 
 def _label_flows(lp_blank, lp_label, logit_lengths, target_lengths):
@@ -166,25 +169,27 @@ def _label_flows(lp_blank, lp_label, logit_lengths, target_lengths):
     return torch.zeros_like(ll) if g is None else g.detach()
 
 
-def rnnt_loss_reference_with_grad(logits, targets, logit_lengths, target_lengths, blank=0, clamp=-1.0,
-                                  fastemit_lambda=0.0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample costs [B] and per-sample gradients d cost_b / d logits [B, T, U+1, V] (fp32).
+def rnnt_loss_reference_with_grad(logits, targets, logit_lengths, target_lengths, blank=-1, clamp=-1.0,
+                                  fastemit_lambda=0.0, fused_log_softmax=True) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample costs [B] and per-sample gradients d cost_b / d logits [B, T, U+1, V], computed in
+    fp64 and returned in fp64 for fp64 logits, fp32 otherwise.
 
     The gradient is clamped to [-clamp, clamp] when clamp > 0 (before any reduction), and zero
     outside each sample's lengths.
     """
-    x = logits.detach().to(torch.float64 if logits.dtype == torch.float64 else torch.float32).requires_grad_(True)
+    x = logits.detach().double().requires_grad_(True)
     with torch.enable_grad():
         costs = rnnt_loss_reference(x, targets, logit_lengths, target_lengths, blank, "none",
-                                    fastemit_lambda)
+                                    fastemit_lambda, fused_log_softmax)
         (grad,) = torch.autograd.grad(costs.sum(), x)
     if clamp > 0:
         grad = grad.clamp(-clamp, clamp)
-    return costs.detach(), grad
+    out = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    return costs.detach().to(out), grad.to(out)
 
 
 def batched_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, encoder_lengths, target_lengths,
-                      blank=0, reduction="mean", fastemit_lambda=0.0, loss_fn: Optional[Callable] = None):
+                      blank=-1, reduction="mean", fastemit_lambda=0.0, loss_fn: Optional[Callable] = None):
     """The computation the sample-wise engine replaces: materialise [B, T, U+1, V], then the loss.
 
     loss_fn defaults to rnnt_loss_reference; pass samplewise_rnnt.rnnt_loss or torchaudio's loss
