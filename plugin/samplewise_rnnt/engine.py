@@ -108,8 +108,9 @@ def _set_rng(device, state):
 
 
 def _joint_name(joint):
-    t = type(joint)
-    return f"{t.__module__}.{t.__qualname__}"
+    """``module.QualName`` of a joint module's class, or of a plain function."""
+    t = joint if not isinstance(joint, torch.nn.Module) and hasattr(joint, "__qualname__") else type(joint)
+    return f"{getattr(t, '__module__', '?')}.{t.__qualname__}"
 
 
 def _check_joint_output(joint, out, shape, enc):
