@@ -1,9 +1,12 @@
 """samplewise-rnnt: transducer (RNN-T) training whose loss memory does not grow with the batch.
 
-Public API (see README.md and DESIGN.md):
+Public API (README.md has examples):
 
 * :func:`rnnt_loss`, :class:`RNNTLoss`: the exact loss on logits ``[B, T, U+1, V]`` (CPU and CUDA
-  kernels), a drop-in for torchaudio's.
+  kernels), a drop-in for torchaudio's (same signature: ``blank=-1, clamp=-1, reduction="mean",
+  fused_log_softmax=True``, then keyword-only ``fastemit_lambda``).
+* :func:`samplewise_rnnt_loss`, :class:`SampleWiseRNNTLoss`: the sample-wise method (joint, loss and
+  gradients one group of samples at a time).
 * :func:`rnnt_loss_packed`: the same on logits without padding.
 * :func:`cuda_built`: whether the CUDA kernels are compiled in.
 * :func:`fused_rnnt_loss`, :class:`LinearJoint`: the fused output layer (no logits tensor at all).
