@@ -1,4 +1,4 @@
-"""The exact loss on logits (issue: core op) against independent references.
+"""The exact loss on logits against independent references.
 
 References: a brute-force sum over all alignments, a pure-PyTorch log-space recursion differentiated by
 autograd, hand-checked values, torchaudio's rnnt_loss and NeMo's numba loss (FastEmit and clamp).
