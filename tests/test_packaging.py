@@ -1,7 +1,8 @@
 """The release artefacts: the sdist carries every source and header and builds; the wheel built from it
 installs into a fresh venv, imports from outside the source tree and runs the README's API example.
 
-One module fixture does the work, the way a user would, on a copy of the repository's files:
+Two module fixtures do the work, the way a user would, on a copy of the repository's files (`sdist_built`:
+step 1; `built`: steps 2-4, so the sdist's checks run, and fail, on their own):
   1. the sdist, written with torch made unimportable (it must not need torch; `python -m build --sdist
      --no-isolation` when `build` is installed, else `setup.py sdist`);
   2. a throwaway venv (`python -m venv --without-pip`) that sees this environment's torch and pip through
@@ -17,6 +18,7 @@ Skipped (with the reason) only where no C++ compiler, no git checkout or no pip 
 from __future__ import annotations
 
 import email.parser
+import importlib.metadata
 import os
 import re
 import shutil
@@ -82,9 +84,8 @@ def _check(res, what):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def sdist_built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("packaging")
-    t_start = time.monotonic()
 
     # a copy of the repository's files, with what a developer's tree also holds after `make build`
     src = tmp / "src"
@@ -105,10 +106,10 @@ def built(tmp_path_factory):
 
     # 1. the sdist, without torch
     dist = tmp / "dist"
-    try:
-        import build  # noqa: F401
+    try:  # the installed distribution, not a build/ folder that happens to be on sys.path
+        importlib.metadata.version("build")
         sdist_cmd = [sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", dist, "."]
-    except ImportError:
+    except importlib.metadata.PackageNotFoundError:
         sdist_cmd = [sys.executable, "setup.py", "-q", "sdist", "--dist-dir", dist]
     _check(_run(sdist_cmd, src, no_torch), "writing the sdist without torch")
     (sdist,) = dist.glob("samplewise_rnnt-*.tar.gz")
@@ -119,6 +120,13 @@ def built(tmp_path_factory):
         tf.extractall(unpacked, filter="data")
     (sdist_root,) = unpacked.iterdir()
     no_torch_build = _run([sys.executable, "setup.py", "bdist_wheel"], sdist_root, no_torch)
+    return dict(tmp=tmp, sdist=sdist, no_torch_build=no_torch_build)
+
+
+@pytest.fixture(scope="module")
+def built(sdist_built):
+    tmp, sdist = sdist_built["tmp"], sdist_built["sdist"]
+    t_start = time.monotonic()
 
     # 2. a throwaway venv that sees this environment's packages (torch, pip, ninja) but not the source tree
     venv = tmp / "venv"
@@ -155,8 +163,8 @@ def built(tmp_path_factory):
         "print('loss', float(ns['loss']))\n"
         "print('cuda_built', swr.cuda_built())\n")
     used = _run([vpy, "-c", probe], tmp, _env())
-    print(f"packaging fixture: {time.monotonic() - t_start:.1f} s in all, wheel build {wheel_s:.1f} s")
-    return dict(tmp=tmp, sdist=sdist, wheel=wheel, vsite=vsite, no_torch_build=no_torch_build, used=used)
+    print(f"venv, wheel and install: {time.monotonic() - t_start:.1f} s, of which the wheel build {wheel_s:.1f} s")
+    return dict(tmp=tmp, sdist=sdist, wheel=wheel, vsite=vsite, used=used)
 
 
 def _sdist_names(sdist):
@@ -170,8 +178,8 @@ def _metadata(text):
     return email.parser.Parser().parsestr(text)
 
 
-def test_sdist_carries_every_source_and_header(built):
-    names = set(_sdist_names(built["sdist"]))
+def test_sdist_carries_every_source_and_header(sdist_built):
+    names = set(_sdist_names(sdist_built["sdist"]))
     expected = _git_files("csrc", "plugin/samplewise_rnnt") + ["LICENSE", "README.md", "setup.py",
                                                                 "pyproject.toml", "MANIFEST.in"]
     missing = [p for p in expected if p not in names]
@@ -179,8 +187,8 @@ def test_sdist_carries_every_source_and_header(built):
     assert "csrc/core/rnnt_kernels.h" in names and "csrc/core/rnnt_math.h" in names
 
 
-def test_sdist_leaves_out_what_needs_the_repository(built):
-    names = _sdist_names(built["sdist"])
+def test_sdist_leaves_out_what_needs_the_repository(sdist_built):
+    names = _sdist_names(sdist_built["sdist"])
     left_in = [n for n in names if n.split("/")[0] in ("tests", "recipes", "requirements", ".ci")
                or n in ("Makefile", ".gitignore")]
     assert not left_in, f"the sdist carries files that work only in the repository: {left_in}"
@@ -188,8 +196,8 @@ def test_sdist_leaves_out_what_needs_the_repository(built):
     assert not build_outputs, f"the sdist carries build outputs: {build_outputs}"
 
 
-def test_sdist_metadata(built):
-    with tarfile.open(built["sdist"]) as tf:
+def test_sdist_metadata(sdist_built):
+    with tarfile.open(sdist_built["sdist"]) as tf:
         member = next(m for m in tf.getmembers() if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"))
         meta = _metadata(tf.extractfile(member).read().decode())
     assert meta["Name"] == "samplewise-rnnt"
@@ -199,8 +207,8 @@ def test_sdist_metadata(built):
     assert "torch>=2.1" in meta.get_all("Requires-Dist")
 
 
-def test_building_without_torch_says_what_to_do(built):
-    res = built["no_torch_build"]
+def test_building_without_torch_says_what_to_do(sdist_built):
+    res = sdist_built["no_torch_build"]
     assert res.returncode != 0
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
     assert "needs PyTorch" in res.stderr and "pip install --no-build-isolation" in res.stderr, res.stderr[-3000:]
