@@ -11,32 +11,53 @@ VENV        ?= .venv
 PY          ?= $(VENV)/bin/python
 STAMP       := $(VENV)/.swr-requirements
 PYTEST_ARGS ?=
-# pip warns once per package about this machine's local index folders; keep the log readable
-PIPQ        := -q --progress-bar off
-QUIET_PIP   := 2>&1 | sed -u '/is ignored: it is neither a file nor a directory/d' 
+# pip's output, condensed: one line per step with its time (below), pip's "Collecting ..." lines in a
+# terminal (with its download bars) and only its summary, warnings and errors in a log (CI); the warning
+# this machine's local index folders cause once per package is dropped
+PIP_FILTER  := sed -u -e '/is ignored: it is neither a file nor a directory/d' -e '/^Requirement already satisfied/d' \
+               -e '/^ *Using cached/d' -e '/^ *Stored in directory/d' -e '/^Looking in /d'
+PIP_FILTER_LOG := -e '/^Collecting /d' -e '/^ *Processing /d' -e '/^ *Downloading /d' -e '/^ *Obtaining /d' -e '/^ *Preparing metadata/d' \
+               -e '/^ *Getting requirements/d' -e '/^ *Installing build dependencies/d' -e '/^ *Building wheel/d' \
+               -e '/^ *Created wheel/d' -e '/^Building wheels for/d' -e '/^Successfully built/d' -e '/^ *Attempting uninstall/d' \
+               -e '/^ *Found existing installation/d' -e '/^ *Uninstalling /d' -e '/^ *Successfully uninstalled/d'
 export MAX_JOBS ?= 2
-# the CUDA toolkit (ENVIRONMENT.md: the nvcc wrapper in /usr/local/bin misleads torch)
+# the CUDA toolkit: torch would guess CUDA_HOME=/usr/local from an nvcc wrapper in /usr/local/bin
+# and then fail to link -lcudart
 export CUDA_HOME ?= $(shell test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda)
 # CI builds one architecture to stay fast; release builds set their own list
 export TORCH_CUDA_ARCH_LIST ?= 9.0
 
 .PHONY: test demo build venv sysdeps gpu-check bench clean
 
-# ---- virtual environment (pinned versions; see ../shared/ENVIRONMENT.md) ----------------------
+# ---- virtual environment (pinned versions: requirements/*.txt) ------------------------------------
+# Five steps, each announced with its usual duration and closed with the time it took.
 $(STAMP): requirements/base.txt requirements/toolkits.txt
-	@echo "== creating $(VENV) (torch, torchaudio, NeMo, ESPnet); a few minutes on a fresh machine"
+	@t_all=$$(date +%s)
+	if [ -t 1 ]; then bar=on; filt="$(PIP_FILTER)"; else bar=off; filt="$(PIP_FILTER) $(PIP_FILTER_LOG)"; fi
+	step() {  # step N TITLE ESTIMATE COMMAND...: run COMMAND, pip's output condensed and indented
+		local n=$$1 title=$$2 est=$$3 t0=$$(date +%s); shift 3
+		echo "== [$$n/5] $$title (usually $$est) ..."
+		"$$@" 2>&1 | eval "$$filt" | sed -u 's/^/     /'
+		echo "== [$$n/5] $$title: done in $$(( $$(date +%s) - t0 )) s"
+	}
+	pip_install() { $(PY) -m pip install --progress-bar $$bar "$$@"; }
+	echo "== setting up $(VENV): torch, torchaudio, NeMo, ESPnet (4-8 minutes on a fresh 2-core machine; once)"
 	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
-	# pip 23 is required: pip 26 refuses ESPnet's ci_sdr dependency (ENVIRONMENT.md)
-	$(PY) -m pip install $(PIPQ) 'pip<24' $(QUIET_PIP)
-	$(PY) -m pip install $(PIPQ) -r requirements/base.txt $(QUIET_PIP)
-	$(PY) -m pip install $(PIPQ) --no-deps torchaudio==2.11.0 $(QUIET_PIP)
-	$(PY) -m pip install $(PIPQ) -r requirements/toolkits.txt $(QUIET_PIP)
-	# espnet 202511 pins setuptools<74 and sentencepiece==0.2.0, which clash with torch 2.14:
-	# install it without its pins, its runtime dependencies are in requirements/toolkits.txt
-	$(PY) -m pip install $(PIPQ) --no-deps espnet==202511 $(QUIET_PIP)
+	# pip 23: pip 26 refuses one of ESPnet's dependencies (ci_sdr declares a direct URL dependency)
+	step 1 "pip 23 in $(VENV)" "seconds" pip_install 'pip<24'
+	step 2 "torch 2.14.1 and the build and test tools (requirements/base.txt)" "1-2 min" \
+		pip_install -r requirements/base.txt
+	step 3 "torchaudio 2.11.0 (without dependencies: it keeps torch 2.14.1)" "seconds" \
+		pip_install --no-deps torchaudio==2.11.0
+	step 4 "NeMo 3.0.0 and ESPnet's run-time dependencies (requirements/toolkits.txt)" "2-5 min" \
+		pip_install -r requirements/toolkits.txt
+	# espnet 202511 pins setuptools<74 and sentencepiece==0.2.0, which clash with torch 2.14 (pip would
+	# replace torch with 2.12): install it without its pins, its run-time dependencies came in step 4
+	step 5 "ESPnet 202511 (without dependencies)" "seconds" pip_install --no-deps espnet==202511
 	# the source tree on the path (the extension is built in place)
 	echo "$(CURDIR)/plugin" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/samplewise_rnnt_dev.pth
 	touch $@
+	echo "== $(VENV) ready in $$(( $$(date +%s) - t_all )) s"
 
 venv: $(STAMP)
 

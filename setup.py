@@ -7,20 +7,64 @@ is found (no GPU is needed to compile). Environment variables:
   TORCH_CUDA_ARCH_LIST     GPU architectures (default without a visible GPU: "8.0;9.0+PTX")
   MAX_JOBS                 parallel compile jobs (ninja)
   SWR_DEBUG=1              -O0 -g
+
+torch is needed only to compile (build_ext, bdist_wheel, install, develop, dist_info): the extension is
+built against the torch of the building environment, and the wheel's metadata pins that torch's minor
+version (a torch of another minor version fails at import with an undefined symbol). Writing the sdist
+(`python -m build --sdist`, `setup.py sdist`) and `egg_info` need no torch. Build without build isolation
+(`pip install --no-build-isolation ...`), so that the build sees the environment's torch.
 Building never edits a tracked file.
 """
 import glob
 import os
+import re
 import shutil
+import sys
 
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# setup.py commands that compile the extension or write a wheel's metadata: these need torch. Anything
+# else (sdist, egg_info, check, --version, ...) describes or packages the sources only.
+_TORCH_COMMANDS = {"build", "build_ext", "bdist", "bdist_wheel", "bdist_egg", "install", "develop",
+                   "editable_wheel", "dist_info", "test"}
+
+
+def _read(*parts):
+    with open(os.path.join(HERE, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def _version():
+    m = re.search(r'^__version__\s*=\s*"([^"]+)"', _read("plugin", "samplewise_rnnt", "__init__.py"), re.M)
+    if m is None:
+        raise RuntimeError("no __version__ in plugin/samplewise_rnnt/__init__.py")
+    return m.group(1)
+
+
+def _needs_torch(argv):
+    return any(a in _TORCH_COMMANDS for a in argv[1:] if not a.startswith("-"))
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError as e:  # torch missing, or a torch that does not load
+        sys.exit(
+            f"\nsamplewise-rnnt: building the extension needs PyTorch, and this Python cannot import torch\n"
+            f"  ({sys.executable}: {e}).\n"
+            f"The extension is compiled against the torch of the building environment, and the wheel pins\n"
+            f"that torch's minor version. Install torch first, then build without build isolation (pip's\n"
+            f"isolated build environment hides the installed torch):\n"
+            f"    pip install torch\n"
+            f"    pip install --no-build-isolation samplewise-rnnt     # or: pip install --no-build-isolation .\n")
+    return torch
+
 
 def _find_cuda_home():
-    """CUDA_HOME if set; else the first toolkit that has nvcc and libcudart (ENVIRONMENT.md: a wrapper
-    at /usr/local/bin/nvcc makes torch guess /usr/local, which then fails to link)."""
+    """CUDA_HOME if set; else the first toolkit that has nvcc and libcudart (a wrapper script at
+    /usr/local/bin/nvcc makes torch guess CUDA_HOME=/usr/local, which then fails to link -lcudart)."""
     if os.environ.get("CUDA_HOME"):
         return os.environ["CUDA_HOME"]
     candidates = ["/usr/local/cuda"]
@@ -46,8 +90,7 @@ def _want_cuda(torch):
     return True, ""
 
 
-def extensions():
-    import torch
+def extensions(torch):
     from torch.utils import cpp_extension
 
     use_cuda, why = _want_cuda(torch)
@@ -71,23 +114,60 @@ def extensions():
         extra_compile_args={"cxx": cxx, "nvcc": nvcc})]
 
 
-def _cmdclass():
-    from torch.utils.cpp_extension import BuildExtension
-    return {"build_ext": BuildExtension.with_options(use_ninja=True)}
+def torch_requirement(torch_version):
+    """The torch requirement of a wheel built against `torch_version`: its minor version
+    ("2.14.1+cu130" -> "torch>=2.14,<2.15")."""
+    m = re.match(r"(\d+)\.(\d+)", torch_version)
+    if m is None:
+        raise RuntimeError(f"cannot read a version from torch.__version__ = {torch_version!r}")
+    major, minor = int(m.group(1)), int(m.group(2))
+    return f"torch>={major}.{minor},<{major}.{minor + 1}"
 
+
+if _needs_torch(sys.argv):
+    _torch = _import_torch()
+    from torch.utils.cpp_extension import BuildExtension
+
+    build_options = dict(
+        ext_modules=extensions(_torch),
+        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+        install_requires=[torch_requirement(_torch.__version__)],
+    )
+else:
+    # the sdist builds against whichever torch its installer has; the wheel built from it pins that one
+    build_options = dict(install_requires=["torch>=2.1"])
 
 setup(
     name="samplewise-rnnt",
-    version="0.1.0",
-    description="Sample-wise transducer (RNN-T) loss: joint, loss and gradients one sample at a time",
-    long_description=open(os.path.join(HERE, "README.md")).read() if os.path.exists(os.path.join(HERE, "README.md")) else "",
+    version=_version(),
+    description="Sample-wise transducer (RNN-T) loss for PyTorch: joint, loss and gradients one sample at "
+                "a time, with NeMo and ESPnet adapters",
+    long_description=_read("README.md"),
     long_description_content_type="text/markdown",
+    author="samplewise-rnnt developers",
+    license_expression="Apache-2.0",  # PEP 639 (setuptools >= 77, pyproject.toml's build requirement)
+    license_files=["LICENSE"],
+    keywords=["rnnt", "rnn-t", "transducer", "loss", "speech recognition", "asr", "pytorch", "cuda",
+              "memory", "nemo", "espnet"],
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Developers",
+        "Intended Audience :: Science/Research",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: C++",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Environment :: GPU :: NVIDIA CUDA",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Multimedia :: Sound/Audio :: Speech",
+    ],
     package_dir={"": "plugin"},
     packages=find_packages("plugin"),
-    ext_modules=extensions(),
-    cmdclass=_cmdclass(),
     python_requires=">=3.9",
-    install_requires=["torch>=2.1"],
-    extras_require={"nemo": ["nemo_toolkit[asr]>=2.0"], "espnet": ["espnet>=202402"]},
+    # ESPnet has no extra: `pip install espnet` beside torch 2.14 resolves to an older torch (README.md,
+    # "Install beside your toolkit", gives the way that keeps the installed torch)
+    extras_require={"nemo": ["nemo_toolkit[asr]>=3.0"]},
     zip_safe=False,
+    **build_options,
 )

@@ -1,4 +1,4 @@
-"""Issue 8's done-criterion: the fused output layer against the batched and the generic sample-wise loss.
+"""The fused output layer against the batched and the generic sample-wise loss: time and peak memory.
 
 One training step (loss + backward to encoder_out, predictor_out and the joint's parameters) of a
 LinearJoint, per method, each in a fresh subprocess:

@@ -198,7 +198,7 @@ def _fused_unavailable(case):
 
 
 METHODS: Dict[str, Method] = {
-    # logits level (issue 3: the core op)
+    # logits level: the core op on materialised logits
     "torchaudio": Method("logits", _make_torchaudio, _torchaudio_unavailable,
                          description="torchaudio.functional.rnnt_loss"),
     "swr": Method("logits", _make_swr, description="samplewise_rnnt.rnnt_loss"),
@@ -206,7 +206,7 @@ METHODS: Dict[str, Method] = {
                           description="samplewise_rnnt.ops.rnnt_loss_and_grad(inplace=True)"),
     "nemo_numba": Method("logits", _make_nemo_numba, _nemo_unavailable, max_repeats=1,
                          description="NeMo RNNTLossNumba (warprnnt_numba)"),
-    # joint level (issue 4: the sample-wise engine)
+    # joint level: joint + loss + gradients (the sample-wise engine)
     "batched_torchaudio": Method("joint", _make_batched("torchaudio"), _torchaudio_unavailable,
                                  description="joint on the whole batch + torchaudio rnnt_loss"),
     "batched_swr": Method("joint", _make_batched("swr"), description="joint on the whole batch + samplewise_rnnt.rnnt_loss"),

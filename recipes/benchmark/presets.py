@@ -5,7 +5,7 @@ Each preset gives ``methods`` (the first is the baseline of the ratio columns), 
 """
 from __future__ import annotations
 
-# the core op (issue 3): NeMo's blank is the last class, so every method uses blank = V - 1 here
+# the core op: NeMo's blank is the last class, so every method uses blank = V - 1 here
 CORE = {
     "description": "the core op on materialised logits, forward + backward, blank = V-1 (NeMo's convention)",
     "level": "logits",
@@ -14,7 +14,7 @@ CORE = {
     "shapes": {"cpu": [{"B": 16}], "cuda": [{"B": 16}, {"B": 64}]},
 }
 
-# the sample-wise engine (issue 4): the done-criterion configuration
+# the sample-wise engine: B = 32, half the samples at 3/4 length (the README's table)
 ENGINE = {
     "description": "joint + loss + gradients, batched (materialised logits) vs sample-wise; half the samples at "
                    "3/4 length",

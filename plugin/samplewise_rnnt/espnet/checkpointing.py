@@ -1,6 +1,7 @@
 """Activation checkpointing for ESPnet's conformer encoders (both transducer tasks).
 
-At B = 1024 the encoder's saved activations, not the loss, are what exceed one GPU (DESIGN.md).
+At B = 1024 the encoder's saved activations, not the loss, are what exceed one GPU (the recipe's
+memory table, recipes/librispeech/espnet/README.md).
 :func:`enable_encoder_checkpointing` makes an encoder keep only
 
 * the input of each encoder layer (every layer's activations are recomputed in backward,
