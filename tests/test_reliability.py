@@ -422,3 +422,20 @@ def test_nothing_is_modified():
     for a, b in zip(args, before):
         assert torch.equal(a.detach(), b)
     assert math.isfinite(float(x.grad.abs().sum()))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "mean_volume"])
+def test_saved_gradient_handed_out_safely(reduction):
+    """Backward may return the saved (pre-scaled) gradient itself: repeated backward with retain_graph,
+    a non-unit grad_output and accumulation into .grad must all stay exact."""
+    x, y, tl, ul = small_case()
+    _, g = ref.rnnt_loss_reference_with_grad(x.double(), y, tl, ul)
+    w = {"mean": 1 / 2, "sum": 1.0, "mean_volume": 1 / 5}[reduction]
+    z = x.clone().requires_grad_(True)
+    loss = swr.rnnt_loss(z, y, tl, ul, reduction=reduction)
+    loss.backward(retain_graph=True)
+    first = z.grad.clone()
+    loss.backward(retain_graph=True)
+    (loss * 3.0).backward()
+    torch.testing.assert_close(first.double(), g * w, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(z.grad.double(), 5 * g * w, rtol=1e-5, atol=1e-6)

@@ -265,15 +265,30 @@ def _sample_weights(grad_output, reduction, B, ul, dtype):
     return (go / ul.sum().clamp_min(1).to(dtype)).expand(B)
 
 
+def _reduction_weight(reduction, B, ul):
+    """The weight every sample's gradient carries under a scalar reduction, as a device scalar."""
+    if reduction == "mean":
+        return torch.full((), 1.0 / B, device=ul.device)
+    if reduction == "mean_volume":
+        return 1.0 / ul.sum().clamp_min(1).float()
+    return torch.ones((), device=ul.device)
+
+
 class _RNNTLossFunction(torch.autograd.Function):
+    """Forward computes the per-sample costs and, when the logits need a gradient, that gradient. For a
+    scalar reduction of float32/16/bf16 logits the kernel already scales it by the reduction's weight
+    (1/B for "mean"), so that backward is a single multiplication by ``grad_output``."""
+
     @staticmethod
     def forward(ctx, logits, targets, logit_lengths, target_lengths, blank, reduction, clamp, fastemit_lambda,
                 packed, offsets, log_softmax):
         logits2d, tg, tl, ul, layout, blank, clamp, lam = _prepare(logits, targets, logit_lengths, target_lengths,
                                                                    blank, clamp, fastemit_lambda, packed, offsets)
         want_grad = ctx.needs_input_grad[0]
+        ctx.prescaled = want_grad and reduction != "none" and logits2d.dtype != torch.float64
+        scale = _reduction_weight(reduction, tl.shape[0], ul).expand(tl.shape[0]) if ctx.prescaled else None
         costs, grad = _core(logits2d.detach(), tg, tl, ul, layout, blank, clamp, lam, want_grad,
-                            log_softmax=log_softmax)
+                            grad_scale=scale, log_softmax=log_softmax)
         ctx.reduction = reduction
         ctx.packed = packed
         ctx.shape = logits.shape
@@ -287,6 +302,11 @@ class _RNNTLossFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         grad, ul, tl = ctx.saved_tensors
         B = ul.shape[0]
+        if ctx.prescaled:
+            # one pass; returning the saved tensor itself would let autograd adopt it as .grad, and a later
+            # backward (retain_graph=True) would then accumulate into the saved gradient
+            return (grad * grad_output.to(grad.dtype)).view(ctx.shape), None, None, None, None, None, None, None, \
+                None, None, None
         w = _sample_weights(grad_output, ctx.reduction, B, ul,
                             torch.float64 if grad.dtype == torch.float64 else torch.float32)
         if ctx.packed:
