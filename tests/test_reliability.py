@@ -293,6 +293,9 @@ def test_fused_path_with_a_wrong_encoder_width():
         swr.samplewise_rnnt_loss(torch.randn(2, 5, 7), torch.randn(2, 4, 3), joint, y, tl, ul)
     with pytest.raises(ValueError, match=r"predictor_out has width 2 .* expects 3"):
         swr.samplewise_rnnt_loss(torch.randn(2, 5, 4), torch.randn(2, 4, 2), joint, y, tl, ul)
+    with pytest.raises(ValueError, match=r"the joint .*LinearJoint\) failed to project encoder_out \(shape \(2, 5, 4\), "
+                                         r"dtype float64\)"):
+        swr.samplewise_rnnt_loss(torch.randn(2, 5, 4).double(), torch.randn(2, 4, 3), joint, y, tl, ul)
     # the generic path names the joint and the shapes when the joint itself fails
     with pytest.raises(ValueError, match=r"joint \(.*LinearJoint\) failed on inputs of shape \(1, 1, 1, 7\)"):
         swr.samplewise_rnnt_loss(torch.randn(2, 5, 7), torch.randn(2, 4, 3), joint, y, tl, ul, fused=False)

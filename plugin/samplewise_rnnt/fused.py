@@ -556,8 +556,15 @@ def fused_samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encod
         if isinstance(w, torch.Tensor) and w.device != x.device:
             raise ValueError(f"the joint ({type(joint).__module__}.{type(joint).__qualname__}) is on {w.device} but "
                              f"{name} is on {x.device}; move the joint to {x.device}")
-    f = spec.lin_enc(encoder_out)
-    g = spec.lin_dec(predictor_out)
+    jname = f"{type(joint).__module__}.{type(joint).__qualname__}"
+    projected = []
+    for name, x, lin in (("encoder_out", encoder_out, spec.lin_enc), ("predictor_out", predictor_out, spec.lin_dec)):
+        try:
+            projected.append(lin(x))
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"the joint ({jname}) failed to project {name} (shape {tuple(x.shape)}, dtype "
+                             f"{str(x.dtype).replace('torch.', '')}): {exc}") from exc
+    f, g = projected
     return fused_rnnt_loss(f, g, spec.weight, spec.bias, targets, encoder_lengths, target_lengths,
                            activation=spec.activation, dropout=spec.dropout, blank=blank, reduction=reduction,
                            clamp=clamp, fastemit_lambda=fastemit_lambda, max_chunk_bytes=max_chunk_bytes)
