@@ -442,3 +442,15 @@ def test_saved_gradient_handed_out_safely(reduction):
     (loss * 3.0).backward()
     torch.testing.assert_close(first.double(), g * w, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(z.grad.double(), 5 * g * w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_fp16_logits_with_a_grad_scaler_sized_grad_output(reduction):
+    """A GradScaler's 2**16 does not fit fp16 (max 65504): the weights are applied in fp32."""
+    x, y, tl, ul = small_case()
+    z = x[:1].half().requires_grad_(True)
+    loss = swr.rnnt_loss(z, y[:1], tl[:1], ul[:1], reduction=reduction)
+    loss.backward(torch.full_like(loss, 2.0 ** 16))
+    _, g = ref.rnnt_loss_reference_with_grad(x[:1].half().double(), y[:1], tl[:1], ul[:1])
+    assert torch.isfinite(z.grad).all()
+    torch.testing.assert_close(z.grad.float() / 2 ** 16, g.float(), rtol=1e-2, atol=1e-3)

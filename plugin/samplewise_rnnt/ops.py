@@ -305,8 +305,11 @@ class _RNNTLossFunction(torch.autograd.Function):
         if ctx.prescaled:
             # one pass; returning the saved tensor itself would let autograd adopt it as .grad, and a later
             # backward (retain_graph=True) would then accumulate into the saved gradient
-            return (grad * grad_output.to(grad.dtype)).view(ctx.shape), None, None, None, None, None, None, None, \
-                None, None, None
+            if grad.dtype == torch.float16:  # a grad scaler's 2**16 does not fit fp16: multiply in fp32
+                g = (grad.float() * grad_output.float()).to(grad.dtype)
+            else:
+                g = grad * grad_output.to(grad.dtype)
+            return g.view(ctx.shape), None, None, None, None, None, None, None, None, None, None
         w = _sample_weights(grad_output, ctx.reduction, B, ul,
                             torch.float64 if grad.dtype == torch.float64 else torch.float32)
         if ctx.packed:
@@ -314,6 +317,8 @@ class _RNNTLossFunction(torch.autograd.Function):
             b, _, _, row = node_coords(ctx.layout, tl, ul)
             rows[row] = w[b]
             g = grad * rows[:, None].to(grad.dtype)
+        elif grad.dtype == torch.float16:
+            g = (grad.view(B, -1).float() * w[:, None]).to(grad.dtype).view(ctx.shape)
         else:
             g = (grad.view(B, -1) * w[:, None].to(grad.dtype)).view(ctx.shape)
         return g.view(ctx.shape), None, None, None, None, None, None, None, None, None, None
