@@ -14,6 +14,7 @@ import os
 import shutil
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -71,9 +72,37 @@ def extensions():
         extra_compile_args={"cxx": cxx, "nvcc": nvcc})]
 
 
+def _hook_pth():
+    """(file name, contents) of the .pth file that arms the post-import hook (plugin/samplewise_rnnt_hook.py)."""
+    import ast
+
+    with open(os.path.join(HERE, "plugin", "samplewise_rnnt_hook.py")) as f:
+        tree = ast.parse(f.read())
+    # the two constants only (importing the module would arm the hook in this process)
+    ns = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+          for t in node.targets if isinstance(t, ast.Name) and t.id in ("PTH_NAME", "PTH_LINE")}
+    return ns["PTH_NAME"], ns["PTH_LINE"]
+
+
+class build_py_with_pth(build_py):
+    """build_py that also writes samplewise_rnnt_hook.pth at the top of the build tree, hence at the top of
+    site-packages in the wheel (and in `pip install .`, which installs a wheel)."""
+
+    def run(self):
+        super().run()
+        name, line = _hook_pth()
+        target = os.path.join(self.build_lib, name)
+        self.mkpath(self.build_lib)
+        with open(target, "w") as f:
+            f.write(line)
+
+    def get_outputs(self, include_bytecode=1):
+        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, _hook_pth()[0])]
+
+
 def _cmdclass():
     from torch.utils.cpp_extension import BuildExtension
-    return {"build_ext": BuildExtension.with_options(use_ninja=True)}
+    return {"build_ext": BuildExtension.with_options(use_ninja=True), "build_py": build_py_with_pth}
 
 
 setup(
@@ -84,6 +113,8 @@ setup(
     long_description_content_type="text/markdown",
     package_dir={"": "plugin"},
     packages=find_packages("plugin"),
+    # the post-import hook (zero-code activation in NeMo and ESPnet); build_py adds its .pth file
+    py_modules=["samplewise_rnnt_hook"],
     ext_modules=extensions(),
     cmdclass=_cmdclass(),
     python_requires=">=3.9",
