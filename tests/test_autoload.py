@@ -252,3 +252,60 @@ def test_espnet_multiprocessing_launcher_two_workers_sample_wise(espnet_data, tm
     out = run(cmd, tmp_path, PYTHONPATH=f"{PLUGIN}{os.pathsep}{Path(__file__).parent}")
     assert espnet_steps(out) == [("0", "2"), ("1", "2")], out[-6000:]
     assert "--model must be one of" not in out
+
+
+# ---- ESPnet's own asr.sh on the egs2 recipe directory (needs an ESPnet checkout) ------------------------------
+
+EGS2 = ESPNET_RECIPE / "egs2" / "librispeech_samplewise" / "asr1"
+
+
+def test_egs2_conf_matches_the_pip_only_recipe():
+    pairs = {"train_asr_rnnt_samplewise_b1024.yaml": "train_conformer_transducer_samplewise_b1024.yaml",
+             "train_asr_transducer_samplewise_b1024.yaml": "train_asr_transducer_conformer_samplewise_b1024.yaml",
+             "train_mini_asr.yaml": "mini_asr.yaml", "train_mini_asr_transducer.yaml": "mini_asr_transducer.yaml",
+             "decode_asr_rnnt.yaml": "decode_transducer.yaml"}
+    for egs2, pip_only in pairs.items():
+        ours = yaml.safe_load((EGS2 / "conf" / egs2).read_text())
+        assert ours == yaml.safe_load((ESPNET_RECIPE / "conf" / pip_only).read_text()), egs2
+    for name in ("train_asr_rnnt_samplewise_b1024.yaml", "train_asr_transducer_samplewise_b1024.yaml"):
+        conf = yaml.safe_load((EGS2 / "conf" / name).read_text())
+        assert (conf["model"], conf["batch_size"], conf["batch_type"]) == ("samplewise_transducer", 1024, "sorted")
+    for link in ("asr.sh", "path.sh", "db.sh", "utils", "steps", "scripts", "pyscripts"):
+        assert os.readlink(EGS2 / link) == f"../../TEMPLATE/asr1/{link}"
+
+
+def test_stock_asr_sh_runs_the_egs2_recipe(mini_librispeech, tmp_path, pth_installed):
+    """ESPnet's own asr.sh, stages 1-13, on the egs2 directory (mini corpus, CPU): ESPNET_ROOT names an
+    ESPnet checkout (egs2/TEMPLATE/asr1 is in ESPnet's git repository only, not in its wheel or sdist)."""
+    import importlib.util
+    import shutil
+
+    root = os.environ.get("ESPNET_ROOT")
+    if not root or not (Path(root) / "egs2" / "TEMPLATE" / "asr1" / "asr.sh").exists():
+        pytest.skip("set ESPNET_ROOT to an ESPnet checkout (git clone https://github.com/espnet/espnet) to run "
+                    "ESPnet's asr.sh on recipes/librispeech/espnet/egs2")
+    missing = [what for what, ok in (("resampy (asr.sh stage 3): pip install resampy",
+                                      importlib.util.find_spec("resampy") is not None),
+                                     ("sclite (asr.sh stage 13): apt-get install sctk",
+                                      shutil.which("sclite") or os.access("/usr/lib/sctk/bin/sclite", os.X_OK)))
+               if not ok]
+    if missing:
+        pytest.skip("asr.sh prerequisites missing: " + "; ".join(missing))
+    # a tree in which the recipe's relative links resolve: tmp/egs2/TEMPLATE -> the checkout's
+    (tmp_path / "egs2").mkdir()
+    (tmp_path / "egs2" / "TEMPLATE").symlink_to(Path(root) / "egs2" / "TEMPLATE")
+    (tmp_path / "tools").symlink_to(Path(root) / "tools")
+    recipe = tmp_path / "egs2" / "librispeech_samplewise" / "asr1"
+    shutil.copytree(EGS2, recipe, symlinks=True)
+    env_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    out = run(["./run.sh", "--mini", "true", "--ngpu", "0", "--nj", "2", "--inference_nj", "2",
+               "--stage", "1", "--stop_stage", "13"], recipe, timeout=1200, PATH=env_path,
+              MINI_LIBRISPEECH_SAMPLEWISE=str(mini_librispeech),
+              PYTHONPATH=os.pathsep.join(filter(None, [str(PLUGIN), os.environ.get("PYTHONPATH")])))
+    exp = recipe / "exp" / "asr_train_mini_asr_raw_en_bpe64"
+    assert yaml.safe_load((exp / "config.yaml").read_text())["model"] == "samplewise_transducer"
+    train_log = (exp / "train.log").read_text()
+    assert TRAIN_STEP in train_log and "--model must be one of" not in train_log
+    results = (exp / "RESULTS.md").read_text()
+    assert re.search(r"decode_.*test_mini", results), results
+    assert "Stage 13" in out
