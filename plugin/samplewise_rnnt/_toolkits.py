@@ -24,13 +24,15 @@ def missing_message(toolkit: str, needed_by: str) -> str:
 
 def require(toolkit: str, needed_by: str) -> None:
     """Raise ``ModuleNotFoundError`` with :func:`missing_message` if the toolkit cannot be imported."""
-    module = TOOLKITS[toolkit][0]
-    if module in sys.modules:
-        return
-    import importlib.util
+    import importlib
 
-    if importlib.util.find_spec(module) is None:
-        raise ModuleNotFoundError(missing_message(toolkit, needed_by), name=module)
+    module = TOOLKITS[toolkit][0]
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise  # the toolkit is there but one of its own dependencies is missing: its message says which
+        raise ModuleNotFoundError(missing_message(toolkit, needed_by), name=module) from None
 
 
 _logger = logging.getLogger("samplewise_rnnt")
