@@ -52,18 +52,20 @@ def announce(message: str) -> None:
     _logger.info(message)
 
 
-def process_tag() -> str:
-    """``rank R/W pid P``: the distributed rank where torch.distributed runs (else the launcher's
-    environment), for the per-process lines."""
-    rank = world = None
+def process_tag(training_step: bool = False) -> str:
+    """``rank R/W pid P`` for the per-process lines: the rank from torch.distributed where it runs, else
+    from the launcher's environment (RANK, WORLD_SIZE). Without either, a training step runs in a single
+    process (``rank 0/1``), while a model being built may still become a rank of a later distributed
+    start-up (Lightning starts it after the model is built): then only the pid is given."""
+    pid = os.getpid()
     try:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
-            rank, world = dist.get_rank(), dist.get_world_size()
+            return f"rank {dist.get_rank()}/{dist.get_world_size()} pid {pid}"
     except Exception:
         pass
-    if rank is None:
+    if "WORLD_SIZE" in os.environ:
         rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
-        world = os.environ.get("WORLD_SIZE", "1")
-    return f"rank {rank}/{world} pid {os.getpid()}"
+        return f"rank {rank}/{os.environ['WORLD_SIZE']} pid {pid}"
+    return f"rank 0/1 pid {pid}" if training_step else f"pid {pid}"

@@ -84,7 +84,7 @@ class SampleWiseOptions:
         global _first_step_announced
         if not _first_step_announced and torch.is_grad_enabled():
             _first_step_announced = True
-            announce(f"ESPnet ({process_tag()}): training step on the sample-wise engine "
+            announce(f"ESPnet ({process_tag(training_step=True)}): training step on the sample-wise engine "
                      f"(samplewise_rnnt_loss, B={encoder_out.shape[0]}, fastemit_lambda={float(fastemit_lambda)})")
         return samplewise_rnnt_loss(encoder_out, decoder_out, joint, target, t_len, u_len, blank=blank,
                                     reduction="mean", clamp=float(self.loss_clamp),

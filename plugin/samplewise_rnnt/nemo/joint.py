@@ -190,7 +190,7 @@ class SampleWiseRNNTJoint(RNNTJoint):
         global _first_step_announced
         if self.training and torch.is_grad_enabled() and not _first_step_announced:
             _first_step_announced = True
-            announce(f"NeMo ({process_tag()}): training step on the sample-wise engine "
+            announce(f"NeMo ({process_tag(training_step=True)}): training step on the sample-wise engine "
                      f"(samplewise_rnnt_loss, B={f.shape[0]}, reduction {reduction!r}, {opts})")
         if not torch.is_grad_enabled():
             # validation (no_grad / inference_mode): the loss only. Detached inputs and a plain callable
