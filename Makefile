@@ -27,7 +27,7 @@ export CUDA_HOME ?= $(shell test -x /usr/local/cuda/bin/nvcc && echo /usr/local/
 # CI builds one architecture to stay fast; release builds set their own list
 export TORCH_CUDA_ARCH_LIST ?= 9.0
 
-.PHONY: test demo build venv sysdeps gpu-check bench clean
+.PHONY: test demo build venv hook sysdeps gpu-check bench clean
 
 # ---- virtual environment (pinned versions: requirements/*.txt) ------------------------------------
 # Five steps, each announced with its usual duration and closed with the time it took.
@@ -61,6 +61,11 @@ $(STAMP): requirements/base.txt requirements/toolkits.txt
 
 venv: $(STAMP)
 
+# the post-import hook's .pth (zero-code activation in NeMo and ESPnet, as a wheel install has it);
+# cheap and idempotent, so venvs made before the hook existed get it too
+hook: $(STAMP)
+	$(PY) plugin/samplewise_rnnt_hook.py --write-pth >/dev/null
+
 # ---- system packages for the synthetic corpus ------------------------------------------------------
 sysdeps:
 	@if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null || ! command -v flac >/dev/null; then
@@ -71,7 +76,7 @@ sysdeps:
 	fi
 
 # ---- the extension (incremental: ninja rebuilds only what changed) ---------------------------------
-build: $(STAMP)
+build: $(STAMP) hook
 	@echo "== building samplewise_rnnt._C"
 	$(PY) setup.py -q build_ext --inplace
 	$(PY) -c "import samplewise_rnnt as s; print('samplewise_rnnt._C built; CUDA kernels:', s.cuda_built())"

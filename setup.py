@@ -22,6 +22,7 @@ import shutil
 import sys
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -124,18 +125,46 @@ def torch_requirement(torch_version):
     return f"torch>={major}.{minor},<{major}.{minor + 1}"
 
 
+def _hook_pth():
+    """(file name, contents) of the .pth file that arms the post-import hook (plugin/samplewise_rnnt_hook.py)."""
+    import ast
+
+    with open(os.path.join(HERE, "plugin", "samplewise_rnnt_hook.py")) as f:
+        tree = ast.parse(f.read())
+    # the two constants only (importing the module would arm the hook in this process)
+    ns = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+          for t in node.targets if isinstance(t, ast.Name) and t.id in ("PTH_NAME", "PTH_LINE")}
+    return ns["PTH_NAME"], ns["PTH_LINE"]
+
+
+class build_py_with_pth(build_py):
+    """build_py that also writes samplewise_rnnt_hook.pth at the top of the build tree, hence at the top of
+    site-packages in the wheel (and in `pip install .`, which installs a wheel)."""
+
+    def run(self):
+        super().run()
+        name, line = _hook_pth()
+        target = os.path.join(self.build_lib, name)
+        self.mkpath(self.build_lib)
+        with open(target, "w") as f:
+            f.write(line)
+
+    def get_outputs(self, include_bytecode=1):
+        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, _hook_pth()[0])]
+
+
 if _needs_torch(sys.argv):
     _torch = _import_torch()
     from torch.utils.cpp_extension import BuildExtension
 
     build_options = dict(
         ext_modules=extensions(_torch),
-        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True), "build_py": build_py_with_pth},
         install_requires=[torch_requirement(_torch.__version__)],
     )
 else:
     # the sdist builds against whichever torch its installer has; the wheel built from it pins that one
-    build_options = dict(install_requires=["torch>=2.1"])
+    build_options = dict(install_requires=["torch>=2.1"], cmdclass={"build_py": build_py_with_pth})
 
 setup(
     name="samplewise-rnnt",
@@ -164,6 +193,8 @@ setup(
     ],
     package_dir={"": "plugin"},
     packages=find_packages("plugin"),
+    # the post-import hook (zero-code activation in NeMo and ESPnet); build_py adds its .pth file
+    py_modules=["samplewise_rnnt_hook"],
     python_requires=">=3.9",
     # ESPnet has no extra: `pip install espnet` beside torch 2.14 resolves to an older torch (README.md,
     # "Install beside your toolkit", gives the way that keeps the installed torch)

@@ -283,6 +283,7 @@ def test_fit_lowers_loss_validates_and_round_trips_into_plain_nemo(data, tmp_pat
     """)
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # no samplewise_rnnt on the path (the venv's .pth only makes it importable)
+    env["SAMPLEWISE_RNNT_AUTOLOAD"] = "0"  # plain NeMo: the package's post-import hook switched off
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600,
                           cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -181,7 +181,8 @@ def _metadata(text):
 def test_sdist_carries_every_source_and_header(sdist_built):
     names = set(_sdist_names(sdist_built["sdist"]))
     expected = _git_files("csrc", "plugin/samplewise_rnnt") + ["LICENSE", "README.md", "setup.py",
-                                                                "pyproject.toml", "MANIFEST.in"]
+                                                                "pyproject.toml", "MANIFEST.in",
+                                                                "plugin/samplewise_rnnt_hook.py"]
     missing = [p for p in expected if p not in names]
     assert not missing, f"the sdist lacks {missing}"
     assert "csrc/core/rnnt_kernels.h" in names and "csrc/core/rnnt_math.h" in names
@@ -237,6 +238,8 @@ def test_wheel_pins_the_torch_minor_it_was_built_against(built):
                 for p in _git_files("plugin/samplewise_rnnt") if p.endswith(".py")]
     assert not [p for p in expected if p not in names]
     assert not [n for n in names if n.startswith(("tests/", "recipes/"))]
+    # the post-import hook and the .pth file that arms it, at the top of site-packages
+    assert "samplewise_rnnt_hook.py" in names and "samplewise_rnnt_hook.pth" in names, names
 
 
 def test_installed_wheel_runs_the_readme_example_outside_the_tree(built):

@@ -2,7 +2,7 @@
 
 Select it in the training YAML (see recipes/librispeech/espnet/README.md for the exact lines)::
 
-    # task asr (python -m samplewise_rnnt.espnet.asr_train), ESPnetASRModel + decoder: transducer
+    # task asr (python -m espnet2.bin.asr_train), ESPnetASRModel + decoder: transducer
     model: samplewise_transducer
     model_conf:
         ctc_weight: 0.3
@@ -10,17 +10,23 @@ Select it in the training YAML (see recipes/librispeech/espnet/README.md for the
         encoder_checkpointing: true
         checkpoint_sliced_layers: true
 
-    # task asr_transducer (python -m samplewise_rnnt.espnet.asr_transducer_train)
+    # task asr_transducer (python -m espnet2.bin.asr_transducer_train); ESPnet's task has no
+    # --model option of its own: the package adds it (samplewise_rnnt.espnet.transducer_model.install)
     model: samplewise_transducer
     model_conf:
         auxiliary_ctc_weight: 0.3
         encoder_checkpointing: true
         checkpoint_sliced_layers: true
 
-The entry points ``python -m samplewise_rnnt.espnet.{asr_train, asr_inference,
-asr_transducer_train, asr_transducer_inference}`` register the model name and run ESPnet's own
-programs. :func:`write_asr_sh_python` writes an interpreter wrapper for ESPnet's ``asr.sh
---python``. warp-transducer is never imported.
+With the package installed, ESPnet's own programs (``python -m espnet2.bin.asr_train``,
+``asr_inference``, ``asr_transducer_train``, ``asr_transducer_inference``, hence stock ``asr.sh``)
+accept ``model: samplewise_transducer`` as they are: the post-import hook (:mod:`samplewise_rnnt_hook`)
+registers it when ``espnet2.tasks.asr`` / ``espnet2.tasks.asr_transducer`` is imported, in every
+process (also the workers ESPnet spawns with ``--ngpu > 1``). Without the hook, the entry points
+``python -m samplewise_rnnt.espnet.{asr_train, asr_inference, asr_transducer_train,
+asr_transducer_inference}`` register it at import (so spawned workers, which import the entry point's
+module again, have it too) and run ESPnet's programs; :func:`write_asr_sh_python` writes an interpreter
+wrapper for ``asr.sh --python`` that routes to them. warp-transducer is never imported.
 """
 from __future__ import annotations
 
@@ -49,6 +55,9 @@ def register() -> None:
     Task ``asr_transducer`` has no ``--model`` option; its entry points use
     :class:`samplewise_rnnt.espnet.transducer_model.SampleWiseASRTransducerTask` instead.
     """
+    from .._toolkits import require
+
+    require("espnet", "samplewise_rnnt.espnet")
     from espnet2.tasks import asr
 
     from .asr_model import SampleWiseESPnetASRModel

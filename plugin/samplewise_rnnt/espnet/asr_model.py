@@ -1,8 +1,8 @@
 """Task ``asr`` (``decoder: transducer``): ESPnet's ``ESPnetASRModel`` with the sample-wise loss.
 
-Selected in the training YAML by ``model: samplewise_transducer`` (after
-:func:`samplewise_rnnt.espnet.register`, which the ``samplewise_rnnt.espnet.asr_*`` entry points
-call). The parameters and ``state_dict`` keys are those of ``ESPnetASRModel``; everything but the
+Selected in the training YAML by ``model: samplewise_transducer`` (registered by
+:func:`samplewise_rnnt.espnet.register`, which the package's post-import hook runs when
+``espnet2.tasks.asr`` is imported, and the ``samplewise_rnnt.espnet.asr_*`` entry points at import). The parameters and ``state_dict`` keys are those of ``ESPnetASRModel``; everything but the
 transducer loss is ESPnet's own code (CTC weight, intermediate CTC, CER/WER reporting). The
 transducer loss is ESPnet's (warp-transducer ``RNNTLoss(blank=blank_id, fastemit_lambda=0)``,
 reduction ``mean`` = sum of per-utterance losses / B), computed with
@@ -85,6 +85,7 @@ class SampleWiseESPnetASRModel(ESPnetASRModel):
                     False, False)
         self.samplewise = self_opts
         self_opts.apply_checkpointing(self.encoder)
+        self_opts.announce(self)
 
     def _calc_transducer_loss(self, encoder_out: torch.Tensor, encoder_out_lens: torch.Tensor,
                               labels: torch.Tensor):

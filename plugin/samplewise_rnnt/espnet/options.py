@@ -7,10 +7,13 @@ from typing import Optional
 
 import torch
 
+from .._toolkits import announce, process_tag
 from ..engine import samplewise_rnnt_loss
 from .checkpointing import enable_encoder_checkpointing
 
 log = logging.getLogger(__name__)
+
+_first_step_announced = False
 
 #: model_conf keys added by the sample-wise model classes, with their defaults
 SAMPLEWISE_KEYS = {
@@ -69,8 +72,20 @@ class SampleWiseOptions:
                 raise ValueError("model_conf encoder_checkpointing: true needs an encoder")
             enable_encoder_checkpointing(encoder, self.checkpoint_chunk_size, self.checkpoint_sliced_layers)
 
+    def announce(self, model) -> None:
+        """The line that says, in this process, which loss and engine options train ``model``."""
+        announce(f"ESPnet {type(model).__name__} ({process_tag()}): model: samplewise_transducer, the "
+                 f"transducer loss is computed by the sample-wise engine (samplewise_rnnt_loss) with "
+                 f"fused={self.fused}, max_chunk_bytes={self.max_chunk_bytes}, loss_clamp={self.loss_clamp}, "
+                 f"encoder_checkpointing={self.encoder_checkpointing}; warp-transducer is not used")
+
     def loss(self, encoder_out, decoder_out, joint, target, t_len, u_len, blank, fastemit_lambda=0.0):
         """ESPnet's transducer loss (mean = sum of per-utterance losses / B), sample-wise."""
+        global _first_step_announced
+        if not _first_step_announced and torch.is_grad_enabled():
+            _first_step_announced = True
+            announce(f"ESPnet ({process_tag(training_step=True)}): training step on the sample-wise engine "
+                     f"(samplewise_rnnt_loss, B={encoder_out.shape[0]}, fastemit_lambda={float(fastemit_lambda)})")
         return samplewise_rnnt_loss(encoder_out, decoder_out, joint, target, t_len, u_len, blank=blank,
                                     reduction="mean", clamp=float(self.loss_clamp),
                                     fastemit_lambda=float(fastemit_lambda),

@@ -6,9 +6,10 @@ ESPnet's ``ASRTransducerTask`` builds ``ESPnetASRTransducerModel`` unconditional
 * :class:`SampleWiseASRTransducerModel`: same parameters and ``state_dict`` keys; its
   ``forward`` is ESPnet's with the joint output left to the sample-wise engine (FastEmit,
   auxiliary CTC and LM losses, transducer weight and CER/WER reporting as in ESPnet);
-* :class:`SampleWiseASRTransducerTask`: ``ASRTransducerTask`` plus a ``--model`` choice
-  (``espnet``: ESPnet's class, the default; ``samplewise_transducer``: the class above), so that
-  the training YAML selects it with ``model: samplewise_transducer``.
+* :func:`install` (run at import; the package's post-import hook imports this module when
+  ``espnet2.tasks.asr_transducer`` is imported): ESPnet's ``ASRTransducerTask`` gets a ``--model``
+  choice (``espnet``: ESPnet's class, the default; ``samplewise_transducer``: the class above), so that
+  the training YAML selects it with ``model: samplewise_transducer``, as in task ``asr``.
 """
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ import logging
 from typing import Dict, List, Tuple, Union
 
 import torch
+
+from .._toolkits import require
+
+require("espnet", "samplewise_rnnt.espnet")
+
 from espnet2.asr_transducer.espnet_transducer_model import ESPnetASRTransducerModel
 from espnet2.asr_transducer.utils import get_transducer_task_io
 from espnet2.tasks.asr_transducer import ASRTransducerTask
@@ -47,6 +53,7 @@ class SampleWiseASRTransducerModel(ESPnetASRTransducerModel):
         super().__init__(*args, **kwargs)
         self.samplewise = opts
         opts.apply_checkpointing(self.encoder)
+        opts.announce(self)
 
     def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
                 text_lengths: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
@@ -105,41 +112,69 @@ transducer_model_choices = ClassChoices(
 )
 
 
-class SampleWiseASRTransducerTask(ASRTransducerTask):
-    """``ASRTransducerTask`` with a ``--model`` choice (``espnet`` or ``samplewise_transducer``)."""
+def _add_task_arguments(cls, parser: argparse.ArgumentParser):
+    _STOCK_ADD_TASK_ARGUMENTS(cls, parser)
+    if "--model" in parser._option_string_actions:
+        return
+    group = parser.add_argument_group(description="Sample-wise transducer loss (samplewise_rnnt)")
+    group.add_argument(
+        "--model", type=lambda x: x.lower(), default=transducer_model_choices.default,
+        choices=transducer_model_choices.choices(),
+        help="The model class: espnet (ESPnet's ESPnetASRTransducerModel) or samplewise_transducer "
+             "(the same model with the sample-wise loss; model_conf also takes "
+             + ", ".join(SAMPLEWISE_KEYS) + ")")
 
-    @classmethod
-    def add_task_arguments(cls, parser: argparse.ArgumentParser):
-        super().add_task_arguments(parser)
-        group = parser.add_argument_group(description="Sample-wise transducer loss (samplewise_rnnt)")
-        group.add_argument(
-            "--model", type=lambda x: x.lower(), default=transducer_model_choices.default,
-            choices=transducer_model_choices.choices(),
-            help="The model class: espnet (ESPnet's ESPnetASRTransducerModel) or samplewise_transducer "
-                 "(the same model with the sample-wise loss; model_conf also takes "
-                 + ", ".join(SAMPLEWISE_KEYS) + ")")
 
-    @classmethod
-    def build_model(cls, args: argparse.Namespace) -> ESPnetASRTransducerModel:
-        name = getattr(args, "model", "espnet") or "espnet"
-        model_class = transducer_model_choices.get_class(name)
-        model_conf = dict(args.model_conf)
-        extra = {k: model_conf.pop(k) for k in list(model_conf) if k in SAMPLEWISE_KEYS}
-        if model_class is ESPnetASRTransducerModel:
-            if extra:
-                raise ValueError(f"model_conf keys {sorted(extra)} need model: samplewise_transducer "
-                                 f"(got model: {name})")
-            return super().build_model(args)
-        # ESPnet builds the frontend ... joint network and a stock model; rebuild the model class
-        # around the same submodules (same parameters, same state_dict keys)
+def _build_model(cls, args: argparse.Namespace) -> ESPnetASRTransducerModel:
+    name = getattr(args, "model", "espnet") or "espnet"
+    model_class = transducer_model_choices.get_class(name)
+    model_conf = dict(args.model_conf)
+    extra = {k: model_conf.pop(k) for k in list(model_conf) if k in SAMPLEWISE_KEYS}
+    if model_class is ESPnetASRTransducerModel:
+        if extra:
+            raise ValueError(f"model_conf keys {sorted(extra)} need model: samplewise_transducer "
+                             f"(got model: {name})")
+        return _STOCK_BUILD_MODEL(cls, args)
+    # ESPnet builds the frontend ... joint network and a stock model; rebuild the model class
+    # around the same submodules (same parameters, same state_dict keys)
+    args.model_conf = model_conf
+    try:
+        stock = _STOCK_BUILD_MODEL(cls, args)
+    finally:
+        model_conf.update(extra)
         args.model_conf = model_conf
-        try:
-            stock = super().build_model(args)
-        finally:
-            model_conf.update(extra)
-            args.model_conf = model_conf
-        stock_conf = {k: v for k, v in model_conf.items() if k not in SAMPLEWISE_KEYS}
-        return SampleWiseASRTransducerModel(
-            vocab_size=stock.vocab_size, token_list=stock.token_list, frontend=stock.frontend,
-            specaug=stock.specaug, normalize=stock.normalize, encoder=stock.encoder, decoder=stock.decoder,
-            joint_network=stock.joint_network, **stock_conf, **extra)
+    stock_conf = {k: v for k, v in model_conf.items() if k not in SAMPLEWISE_KEYS}
+    return SampleWiseASRTransducerModel(
+        vocab_size=stock.vocab_size, token_list=stock.token_list, frontend=stock.frontend,
+        specaug=stock.specaug, normalize=stock.normalize, encoder=stock.encoder, decoder=stock.decoder,
+        joint_network=stock.joint_network, **stock_conf, **extra)
+
+
+_STOCK_ADD_TASK_ARGUMENTS = ASRTransducerTask.__dict__["add_task_arguments"].__func__
+_STOCK_BUILD_MODEL = ASRTransducerTask.__dict__["build_model"].__func__
+
+
+def install() -> None:
+    """Give ESPnet's ``ASRTransducerTask`` a ``--model`` option (``espnet``, the default, or
+    ``samplewise_transducer``), so that ``model: samplewise_transducer`` in an asr_transducer training
+    config selects :class:`SampleWiseASRTransducerModel` in ESPnet's own programs
+    (``espnet2.bin.asr_transducer_train`` / ``asr_transducer_inference``). Idempotent.
+
+    ESPnet's task hard-codes its model class and has no ``--model`` option; this adds one with the
+    name and the meaning that task ``asr`` gives it. Configs without ``model:`` build ESPnet's model as before.
+    """
+    if getattr(ASRTransducerTask, "_samplewise_rnnt_installed", False):
+        return
+    ASRTransducerTask.add_task_arguments = classmethod(_add_task_arguments)
+    ASRTransducerTask.build_model = classmethod(_build_model)
+    ASRTransducerTask._samplewise_rnnt_installed = True
+
+
+install()
+
+
+class SampleWiseASRTransducerTask(ASRTransducerTask):
+    """``ASRTransducerTask`` with the ``--model`` choice (``espnet`` or ``samplewise_transducer``).
+
+    Importing this module adds that choice to ``ASRTransducerTask`` itself (:func:`install`); the
+    subclass stays for code that names it."""

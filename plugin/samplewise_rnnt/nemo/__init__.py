@@ -1,6 +1,9 @@
 """NeMo adapter: the sample-wise transducer loss for NeMo's RNN-T models, selected by config.
 
-Import this package (the recipe's training script does) and either
+With the package installed, NeMo's own scripts need no import: the post-import hook
+(:mod:`samplewise_rnnt_hook`) imports this package as soon as ``nemo.collections.asr`` is imported. Without
+the hook (``SAMPLEWISE_RNNT_AUTOLOAD=0``, ``python -S``, a copy without the ``.pth`` file), import this
+package before building the model. Then either
 
 * set ``model.loss.loss_name: samplewise_rnnt`` (engine options in ``model.loss.samplewise_rnnt_kwargs``:
   ``max_chunk_bytes``, ``fused``, ``fastemit_lambda``, ``clamp``), or
@@ -11,6 +14,10 @@ The model then trains with :func:`samplewise_rnnt.samplewise_rnnt_loss`, whateve
 configs name stock NeMo classes only, so ``.nemo`` files restore in plain NeMo (see
 :mod:`samplewise_rnnt.nemo.registration`).
 """
+from .._toolkits import require
+
+require("nemo", "samplewise_rnnt.nemo")
+
 from .checkpointing import checkpointing_options, disable_encoder_checkpointing, enable_encoder_checkpointing
 from .joint import SAMPLEWISE_KWARGS_DEFAULTS, SampleWiseRNNTJoint, check_samplewise_kwargs
 from .registration import LOSS_NAME, SampleWiseLogitsLoss, activate, install, requested

@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional
 import torch
 from nemo.collections.asr.modules.rnnt import RNNTJoint
 
+from .._toolkits import announce, process_tag
 from ..engine import samplewise_rnnt_loss
 from .checkpointing import merge_options, plain_container
 
@@ -56,6 +57,9 @@ def check_samplewise_kwargs(kwargs, where: str = "model.loss.samplewise_rnnt_kwa
     if out["fastemit_lambda"] < 0:
         raise ValueError(f"{where}.fastemit_lambda must be >= 0, got {out['fastemit_lambda']!r}")
     return out
+
+
+_first_step_announced = False
 
 
 class _PointwiseJoint(torch.nn.Module):
@@ -183,6 +187,11 @@ class SampleWiseRNNTJoint(RNNTJoint):
             g = g * keep
             projected = True
         pointwise = _PointwiseJoint(self, projected)
+        global _first_step_announced
+        if self.training and torch.is_grad_enabled() and not _first_step_announced:
+            _first_step_announced = True
+            announce(f"NeMo ({process_tag(training_step=True)}): training step on the sample-wise engine "
+                     f"(samplewise_rnnt_loss, B={f.shape[0]}, reduction {reduction!r}, {opts})")
         if not torch.is_grad_enabled():
             # validation (no_grad / inference_mode): the loss only. Detached inputs and a plain callable
             # (whose parameters the engine does not see) tell the engine that no gradient is wanted.

@@ -9,7 +9,13 @@ Importing :mod:`samplewise_rnnt.nemo` calls :func:`install` once, which
 * adds ``samplewise_rnnt.nemo.`` to NeMo's ``_target_`` allow-list (``ALLOWED_TARGET_PREFIXES``);
 * wraps ``EncDecRNNTModel.__init__`` and every ``change_vocabulary`` of its subclasses so that a model whose
   config asks for the sample-wise loss is switched over by :func:`activate` once it is built, and one with
-  ``model.encoder_checkpointing`` gets activation checkpointing (:mod:`.checkpointing`).
+  ``model.encoder_checkpointing`` gets activation checkpointing (:mod:`.checkpointing`);
+* wraps ``EncDecRNNTModel.extract_rnnt_loss_cfg`` so that NeMo, re-reading an activated model's loss
+  config (decoding set-up, ``change_vocabulary``), still reports and builds ``samplewise_rnnt``, never the
+  ``default`` that the saved config names.
+
+With the package installed, its post-import hook (:mod:`samplewise_rnnt_hook`) calls :func:`install` as
+soon as ``nemo.collections.asr`` is imported, in every process: no import in the training script.
 
 :func:`activate` turns the model's joint into :class:`SampleWiseRNNTJoint` in place (same object, same
 parameters), switches the fused loss/WER step on whatever ``fuse_loss_wer`` said, and rewrites the model's
@@ -28,10 +34,13 @@ import logging
 from typing import Optional
 
 import torch
-from omegaconf import DictConfig, open_dict
 
-from .checkpointing import checkpointing_options, enable_encoder_checkpointing
-from .joint import SampleWiseRNNTJoint, check_samplewise_kwargs
+from .._toolkits import announce, process_tag, require
+
+require("nemo", "samplewise_rnnt.nemo")
+
+from .checkpointing import checkpointing_options, enable_encoder_checkpointing  # noqa: E402
+from .joint import SampleWiseRNNTJoint, check_samplewise_kwargs  # noqa: E402
 
 log = logging.getLogger("samplewise_rnnt.nemo")
 
@@ -88,6 +97,7 @@ def activate(model, samplewise_rnnt_kwargs=None):
     ``samplewise_rnnt_kwargs`` defaults to ``model.cfg.loss.samplewise_rnnt_kwargs``. Returns the model.
     """
     from nemo.collections.asr.modules.rnnt import RNNTJoint
+    from omegaconf import DictConfig, open_dict
 
     joint = model.joint
     if not isinstance(joint, RNNTJoint) or (type(joint) not in (RNNTJoint, SampleWiseRNNTJoint)):
@@ -115,7 +125,10 @@ def activate(model, samplewise_rnnt_kwargs=None):
         cfg.loss[MARKER_KEY] = True
         if cfg.get("joint") is not None and cfg.joint.get("_target_") in ADAPTER_TARGETS:
             cfg.joint._target_ = STOCK_JOINT_TARGET
-    log.info("samplewise_rnnt: the transducer loss runs on the sample-wise engine (%s)", opts)
+    announce(f"NeMo {type(model).__name__} ({process_tag()}): the transducer loss is samplewise_rnnt, "
+             f"computed by the sample-wise engine with {opts}, reduction "
+             f"{getattr(model.loss, 'reduction', None)!r} (the saved config names NeMo's default loss, "
+             f"for plain-NeMo restores)")
     return model
 
 
@@ -168,6 +181,22 @@ def install():
         return original_resolve(loss_name, blank_idx, loss_kwargs)
 
     nemo_rnnt.resolve_rnnt_loss = resolve_rnnt_loss
+
+    original_extract = EncDecRNNTModel.extract_rnnt_loss_cfg
+    if not getattr(original_extract, "_samplewise_rnnt_wrapped", False):
+        @functools.wraps(original_extract)
+        def extract_rnnt_loss_cfg(self, cfg=None):
+            # an activated model's config says loss_name: default + use_samplewise_rnnt: true (see activate)
+            if cfg is not None and _cfg_get(cfg, "loss_name") != LOSS_NAME and bool(_cfg_get(cfg, MARKER_KEY, False)):
+                from omegaconf import OmegaConf, open_dict
+
+                cfg = OmegaConf.create(OmegaConf.to_container(cfg))
+                with open_dict(cfg):
+                    cfg.loss_name = LOSS_NAME
+            return original_extract(self, cfg)
+
+        extract_rnnt_loss_cfg._samplewise_rnnt_wrapped = True
+        EncDecRNNTModel.extract_rnnt_loss_cfg = extract_rnnt_loss_cfg
 
     if TARGET_PREFIX not in common.ALLOWED_TARGET_PREFIXES:
         common.ALLOWED_TARGET_PREFIXES.append(TARGET_PREFIX)
