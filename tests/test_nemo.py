@@ -279,7 +279,8 @@ def test_fit_lowers_loss_validates_and_round_trips_into_plain_nemo(data, tmp_pat
         print("RESULT", json.dumps({{"hyps": [getattr(h, "text", h) for h in hyps],
                                      "joint": type(m.joint).__module__ + "." + type(m.joint).__name__,
                                      "loss_name": m.cfg.loss.loss_name,
-                                     "swr_imported": any(k.startswith("samplewise_rnnt") for k in sys.modules)}}))
+                                     "swr_imported": any(k == "samplewise_rnnt" or k.startswith("samplewise_rnnt.")
+                                                         for k in sys.modules)}}))
     """)
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # no samplewise_rnnt on the path (the venv's .pth only makes it importable)
