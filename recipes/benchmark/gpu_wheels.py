@@ -85,6 +85,9 @@ def main(argv=None):
     ap.add_argument("--limit-mib", type=float, default=60.0)
     ap.add_argument("--check-venv", help="a venv built like the image: pip --no-index --dry-run there")
     ap.add_argument("--no-download", action="store_true", help="check the folder as it is")
+    ap.add_argument("--image-requirements", metavar="FILE",
+                    help="write the image's distributions that the carried wheels require, with their version "
+                         "ranges (a requirements file): what a venv standing in for the image must hold")
     args = ap.parse_args(argv)
     if not re.fullmatch(r"3\.\d+", args.python_version):
         ap.error(f"--python-version must look like 3.12, got {args.python_version!r}")
@@ -113,7 +116,7 @@ def main(argv=None):
         if cname not in carried:
             problems.append(f"missing: no wheel for {pin} (Python {args.python_version})")
     env = target_env(args.python_version)
-    not_image_extras = set()
+    not_image_extras, from_image = set(), {}
     for cname, (version, f) in carried.items():
         for line in wheel_requirements(f):
             req = Requirement(line)
@@ -127,6 +130,11 @@ def main(argv=None):
                     problems.append(f"{cname} {version} requires {line}; carried {rn} {carried[rn][0]}")
             elif rn not in image:
                 problems.append(f"{cname} {version} requires {line}: neither carried nor in the image")
+            else:
+                from_image.setdefault(rn, set()).update(str(sp) for sp in req.specifier)
+    if args.image_requirements:
+        Path(args.image_requirements).write_text("".join(n + ",".join(sorted(sp)) + "\n"
+                                                         for n, sp in sorted(from_image.items())))
     size = sum(f.stat().st_size for _, f in carried.values())
     mib = size / 2 ** 20
     if mib > args.limit_mib:

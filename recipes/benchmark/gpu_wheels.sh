@@ -5,4 +5,5 @@
 # repository root, git-ignored) then travels with the working tree (carry it) and gpu_check.sh installs it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-exec "${PYTHON:-python3}" -m recipes.benchmark.gpu_wheels "$@"
+# (pip warns about this machine's local index folders once per package: left out)
+"${PYTHON:-python3}" -m recipes.benchmark.gpu_wheels "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
