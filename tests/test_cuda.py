@@ -185,6 +185,23 @@ def test_large_vocabulary_cuda_equals_cpu(V):
     """Both gradient kernels (a warp per node up to V = 256, a block per time row above) and both block sizes."""
     _loss_and_grad_both((2, 6, 3, V), torch.float32)
     _loss_and_grad_both((2, 6, 3, V), torch.bfloat16)
+    _loss_and_grad_both((2, 6, 3, V), torch.float16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_precision_rows_at_odd_addresses(dtype):
+    """Logits whose rows start 2 bytes past a 4-byte boundary (a view at storage offset 1): the gradient kernel
+    must fall back from its two-logits-per-access path; in place, so that the gradient is misaligned too."""
+    logits, tg, tl, ul = make(2, 5, 3, 512, dtype, seed=16, blank=0)
+    c_cpu, g_cpu = rnnt_loss_and_grad(logits, tg, tl, ul, blank=0)
+    flat = torch.empty(logits.numel() + 1, dtype=dtype, device=DEVICE)
+    x = flat[1:].view(logits.shape)
+    x.copy_(logits.to(DEVICE))
+    assert x.data_ptr() % 4 == 2
+    c_dev, g_dev = rnnt_loss_and_grad(x, *to(DEVICE, tg, tl, ul), blank=0, inplace=True)
+    rtol, atol = TOL[dtype]
+    torch.testing.assert_close(c_dev.cpu(), c_cpu, rtol=max(rtol, 1e-5), atol=max(atol, 1e-4) * 5)
+    torch.testing.assert_close(g_dev.cpu().float(), g_cpu.float(), rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("U", [255, 300, 3071, 3100], ids=lambda u: f"U{u}")

@@ -4,7 +4,8 @@
 //  node_scores: one warp per lattice node, lanes stride over V (coalesced), warp-shuffle reductions.
 //  lattice:     one block per sample sweeping anti-diagonals (threads over u; the previous diagonal in shared
 //               memory when U+1 <= 3072), then the flows.
-//  logits_grad: V > kWarpGradMaxV: one block per (time row, sample), threads over V for each node of the row;
+//  logits_grad: V > kWarpGradMaxV: one block per (time row, sample), threads over V for each node of the row
+//               (fp16/bf16 with V even: two adjacent logits per thread and access);
 //               small V: one warp per node (lanes over V), as node_scores, so that few lanes idle.
 //
 // Batches of any size: grid.y is at most 65535, so the launchers cover the samples in chunks of at most
@@ -13,8 +14,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "../core/rnnt_kernels.h"
 #include "../core/rnnt_math.h"
@@ -30,6 +33,17 @@ __device__ __forceinline__ void store(float* p, float x) { *p = x; }
 __device__ __forceinline__ void store(double* p, double x) { *p = x; }
 __device__ __forceinline__ void store(__half* p, float x) { *p = __float2half(x); }
 __device__ __forceinline__ void store(__nv_bfloat16* p, float x) { *p = __float2bfloat16(x); }
+// Two adjacent half-precision values in one 4-byte access (rounded as store() rounds each).
+__device__ __forceinline__ float2 load2(const __half* p) { return __half22float2(*reinterpret_cast<const __half2*>(p)); }
+__device__ __forceinline__ float2 load2(const __nv_bfloat16* p) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+}
+__device__ __forceinline__ void store2(__half* p, float a, float b) {
+  *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
+}
+__device__ __forceinline__ void store2(__nv_bfloat16* p, float a, float b) {
+  *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
+}
 
 
 void check(cudaError_t err, const char* what) {
@@ -176,7 +190,8 @@ __global__ void lattice_kernel(Layout L, const acc_t* __restrict__ lp_blank, con
 }
 
 // grid (max_rows, B): block (t, b) writes the gradient of every node of time row t of sample b.
-template <typename scalar_t>
+// kPairs (fp16/bf16, V even, logits and grad 4-byte aligned): each thread reads and writes two adjacent logits.
+template <typename scalar_t, bool kPairs>
 __global__ void logits_grad_kernel(const scalar_t* logits, scalar_t* grad, int64_t V, Layout L, int64_t blank,
                                    const typename Acc<scalar_t>::type* __restrict__ lse,
                                    const typename Acc<scalar_t>::type* __restrict__ blank_flow,
@@ -198,8 +213,16 @@ __global__ void logits_grad_kernel(const scalar_t* logits, scalar_t* grad, int64
     const scalar_t* x = logits + n * V;
     const int64_t label = u < s.U ? L.targets[b * L.target_stride + u] : -1;
     const acc_t l = lse[n], bf = blank_flow[n], lf = label_flow[n] * w;
-    for (int64_t v = threadIdx.x; v < V; v += blockDim.x)
-      store(g + v, logit_grad(static_cast<acc_t>(load(x + v)), l, bf, lf, v == blank, v == label, clamp, sc));
+    if constexpr (kPairs) {
+      for (int64_t v = 2 * int64_t(threadIdx.x); v < V; v += 2 * int64_t(blockDim.x)) {
+        const float2 xv = load2(x + v);
+        store2(g + v, logit_grad(xv.x, l, bf, lf, v == blank, v == label, clamp, sc),
+               logit_grad(xv.y, l, bf, lf, v + 1 == blank, v + 1 == label, clamp, sc));
+      }
+    } else {
+      for (int64_t v = threadIdx.x; v < V; v += blockDim.x)
+        store(g + v, logit_grad(static_cast<acc_t>(load(x + v)), l, bf, lf, v == blank, v == label, clamp, sc));
+    }
   }
 }
 
@@ -313,7 +336,16 @@ void logits_grad_cuda(DType dt, const void* logits, void* grad, int64_t V, const
       } else {
         const int threads = V >= 512 ? 256 : 128;
         dim3 grid(static_cast<unsigned>(L.max_rows), static_cast<unsigned>(nb));
-        logits_grad_kernel<scalar_t><<<grid, threads, 0, st>>>(x, g, V, L, blank, l, bf, lf, c, w, scale, b0);
+        constexpr bool half_precision = std::is_same_v<scalar_t, __half> || std::is_same_v<scalar_t, __nv_bfloat16>;
+        if constexpr (half_precision) {
+          const bool pairs = V % 2 == 0 && reinterpret_cast<std::uintptr_t>(x) % 4 == 0 &&
+                             reinterpret_cast<std::uintptr_t>(g) % 4 == 0;
+          if (pairs) {
+            logits_grad_kernel<scalar_t, true><<<grid, threads, 0, st>>>(x, g, V, L, blank, l, bf, lf, c, w, scale, b0);
+            return;
+          }
+        }
+        logits_grad_kernel<scalar_t, false><<<grid, threads, 0, st>>>(x, g, V, L, blank, l, bf, lf, c, w, scale, b0);
       }
     });
   });
