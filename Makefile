@@ -1,7 +1,9 @@
 # samplewise-rnnt: one-command set-up, build and tests.
 #   make test       venv (.venv, pinned versions), system packages, extension build, pytest
 #   make demo       the same set-up, then the main job on its embedded default (CPU, under 20 minutes)
-#   make gpu-check  on a machine with a GPU: build there, CUDA tests, GPU benchmarks -> recipes/benchmark/results/
+#   make gpu-check  on a machine with a GPU: gpu-check-1 then gpu-check-2 (recipes/benchmark/gpu_check.sh)
+#   make gpu-check-1  build for the visible GPU, CUDA tests, core/engine/budget/sweep benchmarks (< 5 min on an H200)
+#   make gpu-check-2  the paper preset and one NeMo recipe step at B = 1024 (< 5 min; needs the carried .whl/)
 SHELL := /bin/bash
 .ONESHELL:
 .SHELLFLAGS := -eu -o pipefail -c
@@ -27,7 +29,7 @@ export CUDA_HOME ?= $(shell test -x /usr/local/cuda/bin/nvcc && echo /usr/local/
 # CI builds one architecture to stay fast; release builds set their own list
 export TORCH_CUDA_ARCH_LIST ?= 9.0
 
-.PHONY: test demo build venv hook sysdeps gpu-check bench clean
+.PHONY: test demo build venv hook sysdeps gpu-check gpu-check-1 gpu-check-2 bench clean
 
 # ---- virtual environment (pinned versions: requirements/*.txt) ------------------------------------
 # Five steps, each announced with its usual duration and closed with the time it took.
@@ -92,8 +94,15 @@ bench: build
 	$(PY) -m recipes.benchmark --preset core
 
 # On a GPU machine (no registries there): the system python with its own torch.
+# Each part ends within GPU_CHECK_LIMIT_S (290 s); results in recipes/benchmark/results/<gpu>-<date>-<n>.md.
 gpu-check:
-	bash recipes/benchmark/gpu_check.sh
+	bash recipes/benchmark/gpu_check.sh all
+
+gpu-check-1:
+	bash recipes/benchmark/gpu_check.sh 1
+
+gpu-check-2:
+	bash recipes/benchmark/gpu_check.sh 2
 
 clean:
 	rm -rf build plugin/samplewise_rnnt/*.so

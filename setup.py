@@ -4,7 +4,9 @@ The CPU kernels are always built. The CUDA kernels are built too when torch is a
 is found (no GPU is needed to compile). Environment variables:
   SWR_FORCE_CPU=1          build the CPU kernels only
   CUDA_HOME                the CUDA toolkit (default: /usr/local/cuda, else derived from nvcc)
-  TORCH_CUDA_ARCH_LIST     GPU architectures (default without a visible GPU: "8.0;9.0+PTX")
+  TORCH_CUDA_ARCH_LIST     GPU architectures (default without a visible GPU: "8.0;9.0;10.0+PTX",
+                           i.e. A100, H100/H200, B200 and PTX for later GPUs; with one: the visible GPUs)
+  SWR_PTXAS_VERBOSE=1      pass -Xptxas -v: ptxas prints registers, shared memory and spills per kernel
   MAX_JOBS                 parallel compile jobs (ninja)
   SWR_DEBUG=1              -O0 -g
 
@@ -105,10 +107,12 @@ def extensions(torch):
     os.environ["CUDA_HOME"] = cuda_home
     cpp_extension.CUDA_HOME = cuda_home  # torch reads it at import time
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-        os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0+PTX"
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0;10.0+PTX"
     print(f"samplewise_rnnt: building CPU and CUDA kernels (CUDA_HOME={cuda_home}, "
           f"TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '<visible GPUs>')})")
     nvcc = (["-O3", "-lineinfo"] if not debug else ["-G", "-g"]) + ["-DSWR_WITH_CUDA"]
+    if os.environ.get("SWR_PTXAS_VERBOSE", "0") not in ("", "0"):
+        nvcc += ["-Xptxas", "-v"]  # per kernel and arch: registers, spill stores/loads, shared memory
     return [cpp_extension.CUDAExtension(
         "samplewise_rnnt._C", sources + ["csrc/cuda/rnnt_cuda.cu"],
         define_macros=[("SWR_WITH_CUDA", None)],

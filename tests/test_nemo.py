@@ -17,6 +17,7 @@ import pytest
 import torch
 
 pytest.importorskip("nemo.collections.asr")
+pytest.importorskip("soundfile")  # tests/nemo_tiny.py reads the corpus
 
 import samplewise_rnnt.nemo as swn  # noqa: E402  (installs the NeMo hooks)
 from nemo.collections.asr.models import EncDecRNNTBPEModel, EncDecRNNTModel  # noqa: E402

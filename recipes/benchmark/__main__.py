@@ -9,6 +9,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from typing import List
 
 import torch
@@ -50,6 +51,33 @@ def run_in_subprocess(case: dict) -> dict:
     return {"error": f"subprocess exited with {proc.returncode} (killed for memory?): {' | '.join(tail)}"}
 
 
+def run_here(case: dict) -> dict:
+    """One CUDA case in this process (``--in-process``): no interpreter start, torch import or CUDA context
+    per case (several seconds each on a GPU machine). The peak is still per case: the allocator's peak
+    statistics are reset after the inputs are built, and what the case allocated is released afterwards."""
+    import gc
+
+    from .runner import run_case
+
+    try:
+        res = run_case(case)
+    except Exception as exc:  # a failed row (out of memory included), not a crash of the whole run
+        res = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+    return res
+
+
+def method_str(case):
+    """The method, with its group budget where the case sets one (``default``: the engine's own)."""
+    if "max_chunk_bytes" not in case:
+        return case["method"]
+    budget = case.get("max_chunk_bytes")
+    return f"{case['method']} (max_chunk_bytes {'default' if budget is None else f'{budget / 2 ** 20:g} MiB'})"
+
+
 def shape_str(case):
     s = f"B={case['B']} T={case['T']} U={case['U']} V={case['V']}"
     if case["level"] == "joint":
@@ -71,7 +99,7 @@ def table(rows) -> str:
             base[key] = res
     for case, res in rows:
         key = (case["device"], case["dtype"], shape_str(case))
-        head = f"| {case['method']} | {case['device']} | {case['dtype']} | {shape_str(case)} |"
+        head = f"| {method_str(case)} | {case['device']} | {case['dtype']} | {shape_str(case)} |"
         if "skipped" in res:
             out.append(f"{head} skipped: {res['skipped']} | | | | | | |")
             continue
@@ -153,13 +181,35 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each case (default: torch's)")
     ap.add_argument("--plot", help="PNG of peak memory growth against B")
     ap.add_argument("--save", help="write the tables (markdown) here")
+    ap.add_argument("--in-process", action="store_true",
+                    help="CUDA only: run every case in this process (peak statistics reset per case) instead of "
+                         "a fresh subprocess per case")
+    ap.add_argument("--B", type=int, nargs="+", default=None, dest="batch_sizes",
+                    help="only the preset's shapes with these batch sizes")
+    ap.add_argument("--deadline", type=float, default=None, metavar="UNIX_TIME",
+                    help="cases not started by this time (time.time()) are reported as skipped")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="list the cases (and why any would be skipped) without running them; allowed without a GPU")
     args = ap.parse_args(argv)
     preset = PRESETS[args.preset]
     devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-    if "cuda" in devices and not torch.cuda.is_available():
-        ap.error("--device cuda: no CUDA device is visible")
+    if args.in_process and devices != ["cuda"]:
+        ap.error("--in-process needs --device cuda alone (the CPU's peak resident set is per process)")
     repeats = args.repeats if args.repeats is not None else preset.get("repeats", 2)
     cases = build_cases(preset, devices, args.dtype, repeats, args.max_chunk_bytes, args.methods)
+    if args.batch_sizes:
+        cases = [c for c in cases if c["B"] in args.batch_sizes]
+        if not cases:
+            ap.error(f"--B {args.batch_sizes}: the preset {args.preset!r} has no shape with these batch sizes")
+    if args.dry_run:
+        for case in cases:
+            why = METHODS[case["method"]].why_unavailable(case)
+            print(f"would run {method_str(case):>20} {case['device']} {case['dtype']} {shape_str(case)}"
+                  + (f" (skipped: {why})" if why else ""))
+        print(f"dry run: {len(cases)} case(s) of preset {args.preset}")
+        return 0
+    if "cuda" in devices and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is visible")
     if args.threads:
         for case in cases:
             case["threads"] = args.threads
@@ -169,9 +219,11 @@ def main(argv=None):
     for case in tqdm(cases, desc=f"preset {args.preset}", unit="case"):
         method = METHODS[case["method"]]
         why = method.why_unavailable(case)
-        res = {"skipped": why} if why else run_in_subprocess(case)
+        if not why and args.deadline is not None and time.time() > args.deadline:
+            why = "the run's time budget was spent before this case"
+        res = {"skipped": why} if why else (run_here(case) if args.in_process else run_in_subprocess(case))
         rows.append((case, res))
-        tqdm.write(f"{case['method']:>20} {case['device']} {case['dtype']} {shape_str(case)}: "
+        tqdm.write(f"{method_str(case):>20} {case['device']} {case['dtype']} {shape_str(case)}: "
                    + (json.dumps(res) if "time_ms" not in res else
                       f"{res['time_ms']:.1f} ms, peak +{res['peak_mib']:.1f} MiB"))
     cmd = "python -m recipes.benchmark " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
@@ -185,6 +237,7 @@ def main(argv=None):
               f"Peak memory growth: {'VmHWM/ru_maxrss over the RSS after the inputs are built' if 'cpu' in devices else ''}"
               f"{'; ' if len(devices) > 1 else ''}"
               f"{'torch.cuda.max_memory_allocated over the allocation after the inputs are built' if 'cuda' in devices else ''}"
+              f"{' (all cases in one process)' if args.in_process else ''}"
               f". Time: median wall time of {repeats} step(s) after a warm-up; CPU time: the process's user + system "
               f"time (all threads) over the same steps, less sensitive to other processes on the machine. Ratios "
               f"against the first method of each shape.",

@@ -45,8 +45,11 @@ PAPER = {
     "common": {"T": 1000, "U": 160, "V": 1024, "Hj": 640, "He": 512, "Hp": 640, "blank": 0, "short_frac": 0.0},
     "shapes": {"cpu": [{"B": 1, "methods": ["batched_swr", "samplewise"]}, {"B": 2, "methods": ["samplewise"]},
                        {"B": 4, "methods": ["samplewise"]}],
+               # batched where its logits fit: B = 32 is about 90 GB in fp32 (logits, their gradient and the
+               # joint's hidden layer), within an H200's 141 GB; sample-wise and fused at the full B
                "cuda": [{"B": 8, "methods": ["batched_swr", "samplewise"]},
-                        {"B": 1024, "methods": ["samplewise"]}]},
+                        {"B": 1024, "methods": ["samplewise", "fused"]},
+                        {"B": 32, "methods": ["batched_swr"]}]},
     "repeats": 1,
     "full": {"B": 1024},
 }
@@ -62,4 +65,16 @@ DEMO = {
     "repeats": 1,
 }
 
-PRESETS = {"core": CORE, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER, "demo": DEMO}
+# the sample-wise engine's group budget: time and peak against max_chunk_bytes, the default last
+# (on CUDA min(free memory / 8, 2 GiB): samplewise_rnnt.planner.default_budget)
+BUDGET = {
+    "description": "the engine preset's shape, sample-wise, at growing max_chunk_bytes (the default last)",
+    "level": "joint",
+    "methods": ["samplewise"],
+    "common": dict(ENGINE["common"]),
+    "shapes": {"cpu": [{"B": 16, "max_chunk_bytes": 2 ** k} for k in (24, 26, 28)] + [{"B": 16, "max_chunk_bytes": None}],
+               "cuda": [{"B": 128, "max_chunk_bytes": 2 ** k} for k in (26, 28, 30, 31, 32, 34)]
+                    + [{"B": 128, "max_chunk_bytes": None}]},
+}
+
+PRESETS = {"core": CORE, "budget": BUDGET, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER, "demo": DEMO}

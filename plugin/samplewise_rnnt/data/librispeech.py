@@ -29,8 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import soundfile
-
 __all__ = [
     "Utterance",
     "find_parts",
@@ -164,6 +162,8 @@ def _read_chapter(chap_dir: Path, speaker: str, chapter: str) -> list[Utterance]
             raise ValueError(f"{path}: no line for {utt_id!r} in {trans_path}")
     if not texts:
         raise ValueError(f"{trans_path}: chapter has no utterances")
+    import soundfile  # here, not at module level: importing the package needs no audio library
+
     out = []
     for utt_id, text in texts.items():
         path = flacs[utt_id]

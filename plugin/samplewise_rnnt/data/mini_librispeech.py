@@ -43,7 +43,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import soundfile
 from tqdm import tqdm
 
 from .grammar import sentence_near
@@ -239,6 +238,8 @@ class _Settings:
 
 def _flac_duration(path: Path) -> float | None:
     """Duration of a valid 16 kHz mono FLAC file, else None."""
+    import soundfile  # here, not at module level: importing the package needs no audio library
+
     try:
         info = soundfile.info(str(path))
     except (RuntimeError, OSError):
