@@ -8,8 +8,6 @@
 #include <c10/cuda/CUDAGuard.h>
 #endif
 
-#include <algorithm>
-
 #include "core/rnnt_kernels.h"
 
 namespace {
@@ -77,26 +75,6 @@ LayoutHolder make_layout(const torch::Tensor& offsets, const torch::Tensor& stri
   return h;
 }
 
-// The CUDA kernels index samples by a grid dimension limited to 65535: launch on chunks of samples.
-// Node arrays are indexed by node (unchanged); per-sample arrays (costs, scale) move with the chunk.
-constexpr int64_t kSamplesPerLaunch = 65535;
-
-template <typename F>
-void for_sample_chunks(const swr::Layout& L, F f) {
-  if (L.B == 0) return;
-  for (int64_t b0 = 0; b0 < L.B; b0 += kSamplesPerLaunch) {
-    swr::Layout c = L;
-    c.B = std::min(kSamplesPerLaunch, L.B - b0);
-    c.offsets += b0;
-    c.strides += b0;
-    c.nrows += b0;
-    c.T += b0;
-    c.U += b0;
-    if (c.targets != nullptr) c.targets += b0 * L.target_stride;
-    f(c, b0);
-  }
-}
-
 #ifdef SWR_WITH_CUDA
 void* stream_of(const torch::Tensor& x) { return c10::cuda::getCurrentCUDAStream(x.device().index()).stream(); }
 #endif
@@ -116,10 +94,8 @@ std::vector<torch::Tensor> node_scores(const torch::Tensor& logits, const torch:
   if (logits.is_cuda()) {
 #ifdef SWR_WITH_CUDA
     c10::cuda::CUDAGuard guard(logits.device());
-    for_sample_chunks(h.L, [&](const swr::Layout& c, int64_t) {
-      swr::node_scores_cuda(dtype_of(logits), logits.data_ptr(), V, c, blank, lse.data_ptr(), lpb.data_ptr(),
-                            lpl.data_ptr(), stream_of(logits));
-    });
+    swr::node_scores_cuda(dtype_of(logits), logits.data_ptr(), V, h.L, blank, lse.data_ptr(), lpb.data_ptr(),
+                          lpl.data_ptr(), stream_of(logits));
 #else
     TORCH_CHECK(false, "samplewise_rnnt was built without CUDA kernels");
 #endif
@@ -154,11 +130,8 @@ std::vector<torch::Tensor> lattice(const torch::Tensor& lp_blank, const torch::T
   if (lp_blank.is_cuda()) {
 #ifdef SWR_WITH_CUDA
     c10::cuda::CUDAGuard guard(lp_blank.device());
-    char* costs_base = static_cast<char*>(costs.data_ptr());
-    for_sample_chunks(h.L, [&](const swr::Layout& c, int64_t b0) {
-      swr::lattice_cuda(acc, c, lp_blank.data_ptr(), lp_label.data_ptr(), alphas.data_ptr(), betas.data_ptr(),
-                        costs_base + b0 * costs.element_size(), bfp, lfp, stream_of(lp_blank));
-    });
+    swr::lattice_cuda(acc, h.L, lp_blank.data_ptr(), lp_label.data_ptr(), alphas.data_ptr(), betas.data_ptr(),
+                      costs.data_ptr(), bfp, lfp, stream_of(lp_blank));
 #else
     TORCH_CHECK(false, "samplewise_rnnt was built without CUDA kernels");
 #endif
@@ -192,11 +165,9 @@ void logits_grad(const torch::Tensor& logits, torch::Tensor& grad, const torch::
   if (logits.is_cuda()) {
 #ifdef SWR_WITH_CUDA
     c10::cuda::CUDAGuard guard(logits.device());
-    for_sample_chunks(h.L, [&](const swr::Layout& c, int64_t b0) {
-      swr::logits_grad_cuda(dtype_of(logits), logits.data_ptr(), grad.data_ptr(), V, c, blank, lse.data_ptr(),
-                            blank_flow.data_ptr(), label_flow.data_ptr(), clamp, fastemit_lambda,
-                            sp != nullptr ? sp + b0 : nullptr, stream_of(logits));
-    });
+    swr::logits_grad_cuda(dtype_of(logits), logits.data_ptr(), grad.data_ptr(), V, h.L, blank, lse.data_ptr(),
+                          blank_flow.data_ptr(), label_flow.data_ptr(), clamp, fastemit_lambda, sp,
+                          stream_of(logits));
 #else
     TORCH_CHECK(false, "samplewise_rnnt was built without CUDA kernels");
 #endif
