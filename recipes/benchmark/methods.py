@@ -191,6 +191,50 @@ def _make_fused(inp, case):
         case)
 
 
+def _make_floor(inp, case):
+    """The fused output layer's unavoidable work and nothing else: exactly its matrix products, with its
+    tile shapes and dtypes (the two projections forward and backward; per tile the logits in forward,
+    their recomputation, d W and d h in backward), on fixed random hidden activations. A method's time
+    divided by this one's is its distance from the floor."""
+    from samplewise_rnnt.fused import DEFAULT_CPU_TILE_BYTES, DEFAULT_CUDA_TILE_BYTES, _Ctx, linear_joint_spec
+
+    joint, enc, pred = inp["joint"], inp["enc"], inp["pred"]
+    tg, tl, ul = (x.long() for x in inp["labels"])
+    spec = linear_joint_spec(joint)
+    dtype = DTYPES[case["dtype"]]
+    budget = case.get("max_chunk_bytes") or (DEFAULT_CUDA_TILE_BYTES if enc.is_cuda else DEFAULT_CPU_TILE_BYTES)
+    with torch.no_grad():
+        f0, g0 = spec.lin_enc(enc), spec.lin_dec(pred)
+    W = spec.weight.detach().to(dtype)
+    bias = None if spec.bias is None else spec.bias.detach().to(dtype)
+    plan = _Ctx(f0.to(dtype), g0.to(dtype), W, bias, tg, tl, ul, "tanh", 0.0, 0, budget, case["blank"] % case["V"],
+                torch.float32)
+    plan.hbuf.normal_()
+    if plan.has_bias:
+        plan.hbuf[:, plan.J] = 1
+    G = torch.empty_like(plan.lbuf)
+    gWb = torch.empty(plan.Wb.shape, dtype=torch.float32, device=enc.device)
+    sizes = [(t1 - t0) * (u1 - u0) for b in range(plan.B) for (t0, t1, u0, u1) in plan.plan[b]]
+    We, Wd = spec.lin_enc.weight.detach(), spec.lin_dec.weight.detach()
+
+    def step():
+        with torch.no_grad():
+            f = enc.detach().reshape(-1, enc.shape[-1]) @ We.t()  # the projections, forward
+            g = pred.detach().reshape(-1, pred.shape[-1]) @ Wd.t()
+            for n in sizes:  # forward: the logits of every tile
+                torch.mm(plan.hbuf[:n], plan.Wb.t(), out=plan.lbuf[:n])
+            for n in sizes:  # backward: recompute, then d W (with the bias) and d h
+                torch.mm(plan.hbuf[:n], plan.Wb.t(), out=G[:n])
+                gWb.add_(torch.mm(G[:n].t(), plan.hbuf[:n]).float())
+                plan.dh(G[:n])
+            df = torch.randn_like(f)  # the projections, backward (d W and d input of each)
+            for x, d, w in ((enc, df, We), (pred, torch.randn_like(g), Wd)):
+                d.t() @ x.detach().reshape(-1, x.shape[-1])
+                d @ w
+
+    return step
+
+
 def _fused_unavailable(case):
     if importlib.util.find_spec("samplewise_rnnt.fused") is None:
         return "samplewise_rnnt.fused is not available"
@@ -213,4 +257,6 @@ METHODS: Dict[str, Method] = {
     "samplewise": Method("joint", _make_samplewise, description="samplewise_rnnt.samplewise_rnnt_loss"),
     "fused": Method("joint", _make_fused, _fused_unavailable,
                     description="samplewise_rnnt.samplewise_rnnt_loss(fused=True): the fused output layer"),
+    "floor": Method("joint", _make_floor, _fused_unavailable,
+                    description="the fused layer's matrix products alone (same tiles and dtypes): the floor"),
 }
