@@ -159,13 +159,13 @@ def plot_titles(preset, devices, dtype):
         what = "joint + loss + backward"
         sizes = {common["Hj"], common["He"], common["Hp"]}
         shape = (f"T={common['T']}, U={common['U']}, V={common['V']}, "
-                 + (f"joint/encoder/predictor {common['Hj']}" if len(sizes) == 1 else
+                 + (f"hidden sizes {common['Hj']}" if len(sizes) == 1 else
                     f"joint {common['Hj']}, encoder {common['He']}, predictor {common['Hp']}"))
     else:
         what = "the loss on materialised logits, forward + backward"
         shape = f"T={common['T']}, U={common['U']}, V={common['V']}"
     if common.get("short_frac"):
-        shape += f"; {int(common['short_frac'] * 100)} % of the samples at 3/4 length"
+        shape += f"; {int(common['short_frac'] * 100)} % of the samples 3/4 long"
     return f"Peak memory against batch size ({what})", f"{', '.join(devices)}, {dtype}; {shape}"
 
 

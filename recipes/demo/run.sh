@@ -55,18 +55,19 @@ end
 
 begin benchmark "loss benchmark: peak memory against batch size (batched, sample-wise, fused)"
 rm -f "$out/memory.md"
+# one line per measured case as it comes (tqdm's bar goes to benchmark.err)
 "$PY" -m recipes.benchmark --preset demo --plot "$out/memory_vs_batch.png" --save "$out/memory.md" \
-    > "$out/benchmark.log" 2>&1 || { tail -n 20 "$out/benchmark.log"; exit 1; }
-grep -E "^ +[a-z_]+ cpu " "$out/benchmark.log" || true
+    2> "$out/benchmark.err" | tee "$out/benchmark.log" | { grep --line-buffered -E "^ +[a-z_]+ cpu " || true; } \
+    || { tail -n 20 "$out/benchmark.err"; exit 1; }
 end
 
 nemo_cmd=(bash recipes/librispeech/nemo/run.sh --mini --librispeech "$corpus" --exp "$out/nemo")
-espnet_cmd=(bash recipes/librispeech/espnet/run.sh --mini --librispeech_dir "$corpus" --work "$out/espnet")
+espnet_cmd=(bash recipes/librispeech/espnet/run.sh --mini --librispeech_dir "$corpus" --work "$out/espnet" --python "$PY")
 nemo_lines="^== |^\[train\]|^\[valid\]|^\[eval\]|^ +(ref|hyp):"
 espnet_lines="\(run.sh\) stage|^ +epoch [0-9]|^WER|^ +valid WER"
 rm -rf "$out/nemo" "$out/espnet/exp"
 : > "$out/nemo.log"; : > "$out/espnet.log"
-if [ "$(nproc)" -ge 2 ]; then
+if [ "$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" -ge 2 ]; then  # (nproc obeys OMP_NUM_THREADS)
   # one core each: the two trainings side by side, their progress lines interleaved as they come
   begin train "NeMo and ESPnet side by side (one core each), each a Conformer transducer trained with the sample-wise loss; logs: $out/{nemo,espnet}.log"
   "${nemo_cmd[@]}" > "$out/nemo.log" 2>&1 & nemo_pid=$!

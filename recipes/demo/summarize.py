@@ -284,12 +284,14 @@ def main(argv=None):
                 mid = [(b, p) for b, p in pts if b <= bs[-1] // 4]
                 bm, pm = mid[-1] if mid else pts[0]
                 gain, ggain = p1 - pm, grads[b1] - grads[bm]
+                grew = (f"of the {gain:.0f} MiB it gained, {ggain:.0f} MiB are" if gain > ggain else
+                        f"it gained no more than the {ggain:.0f} MiB of")
                 print(f"- {LABELS.get(m, m)}: {p0:.0f} MiB at B = {b0}, {pm:.0f} at B = {bm}, {p1:.0f} at B = {b1}: "
-                      f"{b1 // bm}x the samples for {p1 / pm:.1f}x the memory; of the {gain:.0f} MiB it gained, "
-                      f"{ggain:.0f} MiB are the gradient buffers of the encoder and predictor outputs (dashed line), "
-                      "which grow with B in every method. The samples go through the loss in groups that share one "
-                      "working-memory budget (64 MiB on the CPU, dotted line): more samples make more groups, not "
-                      "bigger ones.")
+                      f"{b1 // bm}x the samples for {p1 / pm:.1f}x the memory; {grew} the gradient buffers of the "
+                      "encoder and predictor outputs (dashed line), which grow with B in every method. The samples "
+                      "go through the loss in groups that share one working-memory budget (64 MiB on the CPU, "
+                      "dotted line): more samples make more groups, not bigger ones. (One step per cell: the peak "
+                      "of a cell varies by some 20 % between runs with the allocator's state.)")
         if base and len(methods) > 1:
             print(f"- time x: CPU time of the step against {LABELS.get(base, base)} at the same B (CPU time, as "
                   "wall time on a shared machine swings with the other work). The fused layer recomputes the "
