@@ -203,6 +203,42 @@ def test_grammar_is_varied_and_within_its_vocabulary():
 # ---------------------------------------------------------------------------------------------
 # Determinism and regeneration
 
+def test_small_grammar_is_small_and_within_the_book_vocabulary():
+    rng = random.Random(0)
+    vocab = set(grammar.small_vocabulary())
+    assert 40 <= len(vocab) <= 100 and vocab <= set(grammar.vocabulary())
+    sentences = [grammar.random_sentence(rng, "small") for _ in range(2000)]
+    used = {w for s in sentences for w in s.words}
+    assert used == vocab  # every word of the vocabulary occurs, and no other
+    assert len({s.transcript for s in sentences}) > 1000
+    for s in sentences:
+        assert TEXT.match(s.transcript) and 2 <= len(s.words) <= 10
+        assert s.spoken.replace(".", "").upper().split() == s.words
+    for target in (2, 5, 12):
+        assert abs(len(grammar.sentence_near(rng, target, grammar="small").words) - target) <= 2
+    with pytest.raises(ValueError, match=r"grammar must be one of \['book', 'small'\], got 'tiny'"):
+        grammar.random_sentence(rng, "tiny")
+    with pytest.raises(TypeError, match="grammar must be a str, got int"):
+        grammar.sentence_near(rng, 3, grammar=1)
+
+
+def test_small_grammar_corpus(tmp_path, mini_librispeech_settings):
+    summary = _gen(tmp_path, mini_librispeech_settings, train=4, dev=0, test=0, grammar="small",
+                   min_seconds=1.0, max_seconds=4.0)
+    utts = read_librispeech_part(tmp_path / "train-clean-mini")
+    assert len(utts) == 4 and summary.durations["train-clean-mini"] == [u.duration for u in utts]
+    vocab = set(grammar.small_vocabulary())
+    for u in utts:
+        assert set(u.text.split()) <= vocab and 1.0 <= u.duration <= 4.0
+    readme = (tmp_path / "README.TXT").read_text()
+    assert "duration 1-4 s, grammar small" in readme
+    # the same directory with the book grammar is another corpus: refused
+    with pytest.raises(ValueError, match="already holds files of another corpus or of other settings"):
+        _gen(tmp_path, mini_librispeech_settings, train=4, dev=0, test=0, min_seconds=1.0, max_seconds=4.0)
+    with pytest.raises(ValueError, match=r"grammar must be one of \['book', 'small'\], got 'tiny'"):
+        _gen(tmp_path / "other", mini_librispeech_settings, grammar="tiny")
+
+
 def test_same_seed_same_bytes_other_seed_differs(tmp_path, mini_librispeech,
                                                  mini_librispeech_settings):
     reference = _tree(mini_librispeech)

@@ -122,34 +122,79 @@ def grad_buffer_mib(case):
     return 4 * (B * T * He + B * (U + 1) * Hp + params) / 2 ** 20
 
 
-def plot(rows, path, title):
+LABELS = {"batched_swr": "batched (materialised logits)", "batched_torchaudio": "batched, torchaudio loss",
+          "samplewise": "sample-wise", "fused": "fused output layer", "swr": "samplewise_rnnt.rnnt_loss",
+          "swr_inplace": "rnnt_loss, in-place gradient", "torchaudio": "torchaudio rnnt_loss",
+          "nemo_numba": "NeMo RNNTLossNumba"}
+
+
+def plot(rows, path, title, subtitle=""):
+    """Peak memory growth against B: one line per method (plain names), the gradient buffers every method
+    needs, and (joint level) the sample-wise engine's group budget; B ticks as plain numbers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(7.2, 5.0), dpi=100)
     series = {}
     for case, res in rows:
         if "peak_mib" in res:
             series.setdefault((case["method"], case["device"], case["dtype"]), []).append((case["B"], res["peak_mib"]))
+    several = len({(d, dt) for _, d, dt in series}) > 1
     for (m, d, dt), pts in series.items():
         pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{m} ({d}, {dt})")
+        label = LABELS.get(m, m) + (f" ({d}, {dt})" if several else "")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
     joint_cases = sorted({c["B"]: c for c, _ in rows if c["level"] == "joint"}.items())
     if joint_cases:
-        ax.plot([b for b, _ in joint_cases], [grad_buffer_mib(c) for _, c in joint_cases], "k--",
-                label="gradient buffers (enc, pred, joint params; fp32)")
-    ax.set_xscale("log", base=2)
+        ax.plot([b for b, _ in joint_cases], [grad_buffer_mib(c) for _, c in joint_cases], "k--", linewidth=1,
+                label="gradient buffers (encoder and predictor outputs,\njoint weights; fp32): every method needs them")
+        budgets = {c.get("max_chunk_bytes") or _default_budget(c["device"]) for _, c in joint_cases}
+        for budget in sorted(b for b in budgets if b):
+            ax.axhline(budget / 2 ** 20, color="gray", linestyle=":", linewidth=1.2,
+                       label=f"sample-wise group budget (max_chunk_bytes, {budget / 2 ** 20:.0f} MiB): the samples\n"
+                             "of one group share it; more samples make more groups")
+    bs = sorted({c["B"] for c, _ in rows})
+    ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(bs)
+    ax.set_xticklabels([str(b) for b in bs])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("batch size B")
-    ax.set_ylabel("peak memory growth (MiB)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.set_ylabel("peak memory growth of one training step (MiB)")
+    ax.set_title(title + ("\n" + subtitle if subtitle else ""), fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7.5, loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _default_budget(device):
+    try:
+        from samplewise_rnnt.planner import default_budget
+        return default_budget(torch.device(device))
+    except Exception:  # an older planner: no line
+        return None
+
+
+def plot_titles(preset, devices, dtype):
+    """A short title and a subtitle with the shape, for the plot."""
+    common = preset["common"]
+    if preset["level"] == "joint":
+        what = "joint + loss + backward"
+        sizes = {common["Hj"], common["He"], common["Hp"]}
+        shape = (f"T={common['T']}, U={common['U']}, V={common['V']}, "
+                 + (f"hidden sizes {common['Hj']}" if len(sizes) == 1 else
+                    f"joint {common['Hj']}, encoder {common['He']}, predictor {common['Hp']}"))
+    else:
+        what = "the loss on materialised logits, forward + backward"
+        shape = f"T={common['T']}, U={common['U']}, V={common['V']}"
+    if common.get("short_frac"):
+        shape += f"; {int(common['short_frac'] * 100)} % of the samples 3/4 long"
+    return f"Peak memory against batch size ({what})", f"{', '.join(devices)}, {dtype}; {shape}"
 
 
 def paper_note(preset, rows):
@@ -250,7 +295,7 @@ def main(argv=None):
         with open(args.save, "a") as f:
             f.write(text + "\n")
     if args.plot:
-        plot(rows, args.plot, f"preset {args.preset}: {preset['description'][:70]}")
+        plot(rows, args.plot, *plot_titles(preset, devices, args.dtype))
         print(f"plot written to {args.plot}")
     return 0 if all("error" not in r for _, r in rows) else 1
 

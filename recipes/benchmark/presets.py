@@ -54,13 +54,15 @@ PAPER = {
     "full": {"B": 1024},
 }
 
-# make demo: the memory story in about a minute on 2 cores (a smaller lattice than `sweep`)
+# make demo: the memory story in about a minute on 2 cores (a smaller lattice than `sweep`); B = 256 for the
+# sample-wise methods only (the batched step would take 3 GiB there), to show their peak flat in B once their
+# group budget is full
 DEMO = {
     "description": "make demo: batched vs sample-wise vs fused at growing B (T=100, U=20, V=512, joint 256)",
     "level": "joint",
     "methods": ["batched_swr", "samplewise", "fused"],
     "common": {"T": 100, "U": 20, "V": 512, "Hj": 256, "He": 256, "Hp": 256, "blank": 0, "short_frac": 0.5},
-    "shapes": {"cpu": [{"B": b} for b in (1, 4, 16, 64)],
+    "shapes": {"cpu": [{"B": b} for b in (1, 4, 16, 64)] + [{"B": 256, "methods": ["samplewise", "fused"]}],
                "cuda": [{"B": b} for b in (1, 16, 64, 256)]},
     "repeats": 1,
 }

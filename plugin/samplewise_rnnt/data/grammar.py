@@ -11,6 +11,10 @@ alphabet: ``A``-``Z``, the apostrophe and single spaces) and the punctuation mar
 
 :func:`sentence_near` draws candidates from the grammar and returns the one whose length in
 words is nearest a target, so that a caller can aim at a duration.
+
+A second, small grammar (``grammar="small"``: :func:`small_vocabulary`, a few dozen words in
+five short patterns such as ``PETER FOUND THREE RED APPLES``) makes a corpus a small model can
+learn from in minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import random
 import re
 from dataclasses import dataclass
 
-__all__ = ["Sentence", "random_sentence", "sentence_near", "vocabulary"]
+__all__ = ["GRAMMARS", "Sentence", "random_sentence", "sentence_near", "small_vocabulary",
+           "vocabulary"]
 
 _PUNCT = {",", ".", "?"}
 _WORD = re.compile(r"^[A-Z']+$")
@@ -525,26 +530,30 @@ class _Builder:
         return self.pick(EXCLAMATIONS).split() + [","] + self.clause() + ["."]
 
 
-def random_sentence(rng: random.Random) -> Sentence:
-    """One sentence from the grammar, drawn with ``rng``."""
-    return Sentence(tuple(_Builder(rng).sentence()))
+def random_sentence(rng: random.Random, grammar: str = "book") -> Sentence:
+    """One sentence from the grammar (``"book"``, the default, or ``"small"``), drawn with
+    ``rng``."""
+    return Sentence(tuple(_check_grammar(grammar)(rng).sentence()))
 
 
-def sentence_near(rng: random.Random, words: int, candidates: int = 24) -> Sentence:
+def sentence_near(rng: random.Random, words: int, candidates: int = 24,
+                  grammar: str = "book") -> Sentence:
     """The candidate sentence whose word count is nearest ``words``.
 
-    Draws ``candidates`` sentences (and, for long targets, joins pairs of them) and keeps the
-    first one at the smallest distance, so the result depends only on ``rng``'s state.
+    Draws ``candidates`` sentences from ``grammar`` (and, for long targets, joins pairs of
+    them) and keeps the first one at the smallest distance, so the result depends only on
+    ``rng``'s state.
     """
     if words < 1:
         raise ValueError(f"words must be >= 1, got {words!r}")
+    _check_grammar(grammar)
     best: Sentence | None = None
     best_gap = None
     for _ in range(candidates):
-        s = random_sentence(rng)
+        s = random_sentence(rng, grammar)
         if len(s.words) + 3 < words and s.tokens[-1] == ".":
             # Long targets: a second sentence follows, as consecutive lines of a book do.
-            s = Sentence(s.tokens + random_sentence(rng).tokens)
+            s = Sentence(s.tokens + random_sentence(rng, grammar).tokens)
         gap = abs(len(s.words) - words)
         if best_gap is None or gap < best_gap:
             best, best_gap = s, gap
@@ -554,3 +563,81 @@ def sentence_near(rng: random.Random, words: int, candidates: int = 24) -> Sente
     for w in best.words:
         assert _WORD.match(w), w
     return best
+
+
+# --------------------------------------------------------------------------------------------
+# The small grammar: a vocabulary of a few dozen words in five short sentence patterns, for a
+# model that has to learn something in minutes on a CPU (``make demo``). Its words are a
+# subset of the book grammar's above.
+
+SMALL_NAMES = ["PETER", "MARTHA", "GEORGE", "ALICE", "HENRY", "LUCY"]
+SMALL_VERBS = ["FOUND", "SAW", "TOOK", "SOLD", "BOUGHT", "CARRIED"]
+SMALL_MOTION = ["WALKED", "RAN", "CAME", "WENT"]
+SMALL_NUMBERS = ["TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE", "TEN"]
+SMALL_COLORS = ["RED", "GREEN", "BLUE", "WHITE", "BLACK", "YELLOW"]
+SMALL_THINGS = [("APPLE", "APPLES"), ("BOOK", "BOOKS"), ("CUP", "CUPS"), ("HAT", "HATS"),
+                ("BOX", "BOXES"), ("KEY", "KEYS"), ("SHOE", "SHOES"), ("BELL", "BELLS")]
+SMALL_ANIMALS = [("DOG", "DOGS"), ("CAT", "CATS"), ("HORSE", "HORSES"), ("SHEEP", "SHEEP"),
+                 ("GOAT", "GOATS")]
+SMALL_PLACES = ["HOUSE", "GARDEN", "RIVER", "MARKET", "SCHOOL", "FOREST"]
+SMALL_PREPOSITIONS = ["IN", "NEAR", "BEHIND"]
+
+
+class _SmallBuilder:
+    """The small grammar's five patterns (every method returns a list of tokens)."""
+
+    def __init__(self, rng: random.Random):
+        self.r = rng
+
+    def pick(self, seq):
+        return self.r.choice(seq)
+
+    def things(self) -> list[str]:
+        """``A RED BOX`` or ``THREE BLUE CUPS``."""
+        sing, plur = self.pick(SMALL_THINGS)
+        color = self.pick(SMALL_COLORS)
+        if self.r.random() < 0.3:
+            return [_Builder.article(color), color, sing]
+        return [self.pick(SMALL_NUMBERS), color, plur]
+
+    def sentence(self) -> list[str]:
+        x = self.r.random()
+        if x < 0.35:    # PETER FOUND THREE RED APPLES (IN THE GARDEN)
+            out = [self.pick(SMALL_NAMES), self.pick(SMALL_VERBS)] + self.things()
+            if self.r.random() < 0.4:
+                out += [self.pick(SMALL_PREPOSITIONS), "THE", self.pick(SMALL_PLACES)]
+            return out + ["."]
+        if x < 0.55:    # THE DOG RAN TO THE RIVER
+            sing, plur = self.pick(SMALL_ANIMALS)
+            subj = (["THE", sing] if self.r.random() < 0.6
+                    else [self.pick(SMALL_NUMBERS), plur])
+            return subj + [self.pick(SMALL_MOTION), "TO", "THE", self.pick(SMALL_PLACES), "."]
+        if x < 0.75:    # ALICE AND HENRY SAW FIVE GOATS
+            a, b = self.r.sample(SMALL_NAMES, 2)
+            sing, plur = self.pick(SMALL_ANIMALS)
+            return [a, "AND", b, self.pick(SMALL_VERBS), self.pick(SMALL_NUMBERS), plur, "."]
+        if x < 0.9:     # LUCY WENT TO THE MARKET
+            return [self.pick(SMALL_NAMES), self.pick(SMALL_MOTION), "TO", "THE",
+                    self.pick(SMALL_PLACES), "."]
+        # TWO FIVE NINE SEVEN (a number read out digit by digit)
+        return [self.pick(SMALL_NUMBERS) for _ in range(self.r.randint(2, 4))] + ["."]
+
+
+def small_vocabulary() -> list[str]:
+    """Every word the small grammar can produce, sorted."""
+    words = set(SMALL_NAMES + SMALL_VERBS + SMALL_MOTION + SMALL_NUMBERS + SMALL_COLORS
+                + SMALL_PLACES + SMALL_PREPOSITIONS + ["THE", "A", "AND", "TO"])
+    for pair in SMALL_THINGS + SMALL_ANIMALS:
+        words.update(pair)
+    return sorted(words)
+
+
+GRAMMARS = {"book": _Builder, "small": _SmallBuilder}
+
+
+def _check_grammar(grammar: str) -> type:
+    if not isinstance(grammar, str):
+        raise TypeError(f"grammar must be a str, got {type(grammar).__name__}")
+    if grammar not in GRAMMARS:
+        raise ValueError(f"grammar must be one of {sorted(GRAMMARS)}, got {grammar!r}")
+    return GRAMMARS[grammar]

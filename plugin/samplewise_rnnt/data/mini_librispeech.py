@@ -45,7 +45,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .grammar import sentence_near
+from .grammar import GRAMMARS, sentence_near
 from .librispeech import read_librispeech_part
 
 __all__ = [
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 PARTS = {"train": "train-clean-mini", "dev": "dev-clean-mini", "test": "test-clean-mini"}
 DEFAULTS = dict(seed=0, train=600, dev=60, test=60, train_speakers=20, dev_speakers=5,
-                test_speakers=5, min_seconds=1.0, max_seconds=8.0, jobs=2)
+                test_speakers=5, min_seconds=1.0, max_seconds=8.0, jobs=2, grammar="book")
 FORMAT_VERSION = 2
 SAMPLE_RATE = 16000
 INSTALL_HINT = "install it with: apt-get install espeak-ng sox flac"
@@ -234,6 +234,7 @@ class _Settings:
     max_seconds: float
     espeak: str
     sox: str
+    grammar: str = "book"
 
 
 def _flac_duration(path: Path) -> float | None:
@@ -270,7 +271,7 @@ def _synthesise(chapter: _Chapter, index: int, root: Path, cfg: _Settings) -> tu
         if attempt % 10 == 0:
             target = rng.uniform(lo, hi)
             words = max(1, round((target - 0.3) * words_per_second))
-        sentence = sentence_near(rng, words)
+        sentence = sentence_near(rng, words, grammar=cfg.grammar)
         synth = subprocess.run([cfg.espeak, *spk.espeak_args(), "--stdout", sentence.spoken],
                                capture_output=True)
         if synth.returncode != 0:
@@ -432,7 +433,7 @@ def generate(out: str | os.PathLike, *, seed: int = DEFAULTS["seed"],
              test_speakers: int = DEFAULTS["test_speakers"],
              min_seconds: float = DEFAULTS["min_seconds"],
              max_seconds: float = DEFAULTS["max_seconds"], jobs: int = DEFAULTS["jobs"],
-             espeak_ng: str = "espeak-ng", sox: str = "sox",
+             grammar: str = DEFAULTS["grammar"], espeak_ng: str = "espeak-ng", sox: str = "sox",
              progress: bool = True) -> GenerationSummary:
     """Write (or complete) a synthetic mini-LibriSpeech corpus under ``out``.
 
@@ -442,6 +443,9 @@ def generate(out: str | os.PathLike, *, seed: int = DEFAULTS["seed"],
     lasts between ``min_seconds`` and ``max_seconds``. The corpus is a function of these
     settings (and of the espeak-ng and SoX versions, recorded in README.TXT) alone:
     ``jobs``, the number of utterances synthesised at a time, changes nothing in the output.
+    ``grammar`` picks the sentences: ``"book"`` (about 900 words, narrative sentences as in
+    read books) or ``"small"`` (a few dozen words in five short patterns, for a model that has
+    to learn something in minutes; see :mod:`samplewise_rnnt.data.grammar`).
 
     Files already present and valid are kept; missing or broken ones are synthesised. A
     directory holding a corpus made with other settings is refused (ValueError).
@@ -470,6 +474,8 @@ def generate(out: str | os.PathLike, *, seed: int = DEFAULTS["seed"],
         raise ValueError(f"max_seconds must be a number in [min_seconds + 0.5, 60], "
                          f"got {max_seconds!r}")
     jobs = _check_int("jobs", jobs, 1)
+    if not isinstance(grammar, str) or grammar not in GRAMMARS:
+        raise ValueError(f"grammar must be one of {sorted(GRAMMARS)}, got {grammar!r}")
 
     espeak_path = _resolve_tool("espeak-ng", espeak_ng)
     sox_path = _resolve_tool("sox", sox)
@@ -479,7 +485,8 @@ def generate(out: str | os.PathLike, *, seed: int = DEFAULTS["seed"],
                      f"{counts['train']}/{counts['dev']}/{counts['test']}, speakers "
                      f"{speakers['train']}/{speakers['dev']}/{speakers['test']} "
                      f"(train/dev/test), duration {float(min_seconds):g}-"
-                     f"{float(max_seconds):g} s")
+                     f"{float(max_seconds):g} s"
+                     + ("" if grammar == "book" else f", grammar {grammar}"))
 
     root = Path(out)
     _check_writable(root)
@@ -498,7 +505,7 @@ def generate(out: str | os.PathLike, *, seed: int = DEFAULTS["seed"],
     _write_if_changed(readme, _readme(settings_line, tools_line))
 
     chapters = _plan(seed, counts, speakers)
-    cfg = _Settings(seed, float(min_seconds), float(max_seconds), espeak_path, sox_path)
+    cfg = _Settings(seed, float(min_seconds), float(max_seconds), espeak_path, sox_path, grammar)
     summary = GenerationSummary(root=root)
     results: dict[int, dict[str, tuple[str, float]]] = {}
     todo = []
@@ -592,6 +599,9 @@ def main(argv: list[str] | None = None, *, prog: str | None = None,
                                  f"(default {DEFAULTS[f'{key}_speakers']})")
     parser.add_argument("--min-seconds", type=float, default=DEFAULTS["min_seconds"])
     parser.add_argument("--max-seconds", type=float, default=DEFAULTS["max_seconds"])
+    parser.add_argument("--grammar", choices=sorted(GRAMMARS), default=DEFAULTS["grammar"],
+                        help="the sentences: book (about 900 words, the default) or small "
+                             "(a few dozen words, for models trained in minutes)")
     parser.add_argument("--jobs", type=int, default=DEFAULTS["jobs"],
                         help="utterances synthesised at a time (default 2)")
     parser.add_argument("--espeak-ng", default="espeak-ng", help="espeak-ng executable")
@@ -603,7 +613,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None,
                            test=args.test, train_speakers=args.train_speakers,
                            dev_speakers=args.dev_speakers, test_speakers=args.test_speakers,
                            min_seconds=args.min_seconds, max_seconds=args.max_seconds,
-                           jobs=args.jobs, espeak_ng=args.espeak_ng, sox=args.sox,
+                           jobs=args.jobs, grammar=args.grammar, espeak_ng=args.espeak_ng,
+                           sox=args.sox,
                            progress=not args.no_progress)
     except (ValueError, MissingToolError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -11,6 +11,11 @@
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (run.sh) $*"; }
+cpu_now() {  # CPU_NOW: user + system seconds of the finished children of this shell (`times`, not in a subshell)
+    times > "${TMPDIR:-/tmp}/times.$$"
+    CPU_NOW=$(awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.1f", u[1]*60+u[2]+s[1]*60+s[2] }' "${TMPDIR:-/tmp}/times.$$")
+    rm -f "${TMPDIR:-/tmp}/times.$$"
+}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "${here}/../../.." && pwd)
@@ -31,9 +36,9 @@ inference_config=conf/decode_transducer.yaml
 ngpu=0
 work=                            # where data/ and exp/ go (default: this directory)
 python=${PYTHON:-}
-mini_train=150                   # --mini corpus sizes (utterances)
-mini_dev=12
-mini_test=12
+mini_train=400                   # --mini corpus sizes (utterances; the same corpus as the NeMo recipe's --mini)
+mini_dev=20
+mini_test=30
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -84,8 +89,10 @@ bpemodel=${bpedir}/bpe.model
 names() { local IFS=,; local out=(); for p in $1; do out+=("$(echo "$p" | tr - _)"); done; echo "${out[*]}"; }
 train_set=train; valid_set=valid
 test_sets=$(names "${test_parts}")
-train_cmd="${python} -m samplewise_rnnt.espnet.${asr_task}_train"
-infer_cmd="${python} -m samplewise_rnnt.espnet.${asr_task}_inference"
+# samplewise_rnnt.offline runs the entry point with ESPnet's import-time NLTK downloads (g2p_en, for
+# phoneme tokenizers this recipe does not use) deferred to first use: no network errors offline
+train_cmd="${python} -m samplewise_rnnt.offline samplewise_rnnt.espnet.${asr_task}_train"
+infer_cmd="${python} -m samplewise_rnnt.offline samplewise_rnnt.espnet.${asr_task}_inference"
 t_start=${SECONDS}
 log "task ${asr_task}, config ${asr_config}, corpus ${librispeech_dir}, exp ${exp}, ngpu ${ngpu}"
 
@@ -93,9 +100,9 @@ log "task ${asr_task}, config ${asr_config}, corpus ${librispeech_dir}, exp ${ex
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     if "${mini}"; then
         log "stage 1: synthetic mini-LibriSpeech (${mini_train}/${mini_dev}/${mini_test} utterances)"
-        ${python} -m samplewise_rnnt.data.mini_librispeech --out "${librispeech_dir}" --seed 0 \
-            --train "${mini_train}" --dev "${mini_dev}" --test "${mini_test}" --train-speakers 10 \
-            --dev-speakers 2 --test-speakers 2 --jobs 2
+        ${python} -m samplewise_rnnt.data.mini_librispeech --out "${librispeech_dir}" --seed 0 --grammar small \
+            --train "${mini_train}" --dev "${mini_dev}" --test "${mini_test}" --train-speakers 16 \
+            --dev-speakers 2 --test-speakers 3 --min-seconds 1 --max-seconds 5 --jobs 2 --no-progress
     fi
     log "stage 1: data preparation ${librispeech_dir} -> ${data}/{train,valid,${test_sets}} (cap ${max_wav_duration} s)"
     # the training set merges its parts: one data dir per part, then concatenated
@@ -145,18 +152,20 @@ fi
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     log "stage 4: training (ESPnet trainer, ${train_cmd}) -> ${exp} (log ${exp}/train.log)"
     mkdir -p "${exp}"
-    t0=${SECONDS}
+    t0=${SECONDS}; cpu_now; c0=${CPU_NOW}
     ${train_cmd} --config "${asr_config}" "${common_opts[@]}" --ngpu "${ngpu}" \
         --normalize global_mvn --normalize_conf "stats_file=${stats}/train/feats_stats.npz" \
         --train_shape_file "${stats}/train/speech_shape" --train_shape_file "${stats}/train/text_shape.bpe" \
         --valid_shape_file "${stats}/valid/speech_shape" --valid_shape_file "${stats}/valid/text_shape.bpe" \
         --resume true --output_dir "${exp}" 2>&1 | tee "${exp}/train.log" \
         | grep --line-buffered -E "epoch results|epoch started|Error|error" \
-        | sed -u -E -e 's/.*INFO: ([0-9]+)epoch results: \[train\].*, loss=([-0-9.e+]+),.*time=([0-9.]+ seconds).*\[valid\].*, loss=([-0-9.e+]+),.*/    epoch \1: train loss \2, valid loss \4 (\3)/' \
+        | sed -u -E -e 's/.*INFO: ([0-9]+)epoch results: \[train\].*, loss=([-0-9.e+]+),.*time=([^,]+),.*\[valid\].*wer_transducer=([0-9.]+), loss=([-0-9.e+]+),.*/    epoch \1: train loss \2, valid loss \5, valid WER \4 (fraction; \3)/' \
+                    -e 's/.*INFO: ([0-9]+)epoch results: \[train\].*, loss=([-0-9.e+]+),.*time=([^,]+),.*\[valid\].*, loss=([-0-9.e+]+),.*/    epoch \1: train loss \2, valid loss \4 (\3)/' \
                     -e 's/.*INFO: ([0-9]+\/[0-9]+epoch started.*)/    \1/' || true
     [ -e "${exp}/valid.loss.ave.pth" ] || [ -e "${exp}/valid.loss.best.pth" ] \
         || { echo "run.sh: training failed, see ${exp}/train.log" >&2; tail -n 30 "${exp}/train.log"; exit 1; }
     echo $((SECONDS - t0)) > "${exp}/train_seconds"
+    cpu_now; awk -v a="${CPU_NOW}" -v b="${c0}" 'BEGIN { printf "%.1f\n", a - b }' > "${exp}/train_cpu_seconds"
 fi
 
 # ---- 5. decoding -----------------------------------------------------------------------------

@@ -3,7 +3,9 @@
     python evaluate.py --model exp/model.nemo --manifests data/manifests/test-clean.json ... [--summary exp/summary.json]
 
 Runs in plain NeMo (the saved model names stock classes only). Prints one line per manifest; with
-``--summary`` merges ``{"wer": {part: wer}}`` into that JSON file (created if missing).
+``--summary`` merges ``{"wer": {part: wer}}`` into that JSON file (created if missing) and writes
+the hypotheses and references beside it, Kaldi style (``<utt_id> <words>``):
+``hyp_<part>.txt``, ``ref_<part>.txt``.
 """
 import argparse
 import json
@@ -40,6 +42,11 @@ def main(argv=None):
               flush=True)
         for h, r in list(zip(hyps, rows))[:2]:
             print(f"        ref: {r['text']}\n        hyp: {h}")
+        if args.summary:
+            ids = [Path(r["audio_filepath"]).stem for r in rows]
+            out = Path(args.summary).parent
+            (out / f"hyp_{name}.txt").write_text("".join(f"{i} {h}\n" for i, h in zip(ids, hyps)))
+            (out / f"ref_{name}.txt").write_text("".join(f"{i} {r['text']}\n" for i, r in zip(ids, rows)))
     if args.summary:
         path = Path(args.summary)
         summary = json.loads(path.read_text()) if path.exists() else {}

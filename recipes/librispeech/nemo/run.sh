@@ -48,8 +48,10 @@ say() { echo "== [$(( $(date +%s) - t_start )) s] $*"; }
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   if [ "$mini" = 1 ]; then
     say "stage 0: synthetic mini-LibriSpeech corpus -> $librispeech"
-    "$PY" -m samplewise_rnnt.data.mini_librispeech --out "$librispeech" --train 120 --dev 8 --test 12 \
-      --train-speakers 8 --dev-speakers 2 --test-speakers 3 --min-seconds 1 --max-seconds 6
+    # the same corpus as the ESPnet recipe's --mini: 16 training voices, a 70-word grammar
+    "$PY" -m samplewise_rnnt.data.mini_librispeech --out "$librispeech" --seed 0 --grammar small \
+      --train 400 --dev 20 --test 30 --train-speakers 16 --dev-speakers 2 --test-speakers 3 \
+      --min-seconds 1 --max-seconds 5 --no-progress
   else
     say "stage 0: LibriSpeech -> $librispeech (parts already there are skipped)"
     mkdir -p "$librispeech"

@@ -10,6 +10,7 @@ one progress line per epoch and, with ``+output_dir``, writes ``<output_dir>/mod
 ``<output_dir>/train_summary.json`` (first and last training loss, steps, seconds).
 """
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -23,31 +24,50 @@ from nemo.utils import logging
 from nemo.utils.exp_manager import exp_manager
 
 
+def _cpu_seconds():
+    """User + system CPU time of this process (all threads)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 class Progress(pl.Callback):
-    """First/last training loss, and one line per epoch (the summary of ``make demo``)."""
+    """First/last training loss, one line per epoch and the validation WER after each validation
+    (the WER curve of ``make demo``)."""
 
     def __init__(self):
-        self.losses, self.t0, self.steps = [], None, 0
+        self.losses, self.t0, self.c0, self.steps = [], None, None, 0
+        self.curve = []  # one point per validation: {"epoch", "step", "val_wer", "seconds", "cpu_seconds"}
 
     def on_train_start(self, trainer, module):
-        self.t0 = time.time()
+        self.t0, self.c0 = time.time(), _cpu_seconds()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         self.losses.append(float(outputs["loss"]))
         self.steps += 1
 
+    def on_validation_end(self, trainer, module):  # after NeMo logged this validation's val_wer
+        val = trainer.callback_metrics.get("val_wer")
+        if trainer.sanity_checking or self.t0 is None or val is None:
+            return
+        point = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step,
+                 "val_wer": round(float(val), 4), "seconds": round(time.time() - self.t0, 1),
+                 "cpu_seconds": round(_cpu_seconds() - self.c0, 1)}
+        self.curve.append(point)
+        print(f"[valid] epoch {point['epoch']}  step {point['step']}  dev WER {100 * point['val_wer']:.1f} % "
+              f"(greedy)  {point['seconds']:.0f} s (CPU {point['cpu_seconds']:.0f} s)", flush=True)
+
     def on_train_epoch_end(self, trainer, module):
         n = max(1, trainer.num_training_batches)
         epoch_losses = self.losses[-n:]
-        val = trainer.callback_metrics.get("val_wer")
-        val_s = f"  val_wer {float(val):.3f}" if val is not None else ""
+        loss = sum(epoch_losses) / max(1, len(epoch_losses))
         print(f"[train] epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  step {trainer.global_step}  "
-              f"train_loss {sum(epoch_losses) / max(1, len(epoch_losses)):.3f}{val_s}  "
-              f"{time.time() - self.t0:.0f} s", flush=True)
+              f"train_loss {loss:.3f}  {time.time() - self.t0:.0f} s (CPU {_cpu_seconds() - self.c0:.0f} s)",
+              flush=True)
 
     def summary(self):
         k = min(3, len(self.losses))
         return {"steps": self.steps, "train_seconds": round(time.time() - self.t0, 1),
+                "train_cpu_seconds": round(_cpu_seconds() - self.c0, 1), "curve": self.curve,
                 "loss_first": self.losses[0] if self.losses else None,
                 "loss_last": self.losses[-1] if self.losses else None,
                 "loss_start_mean3": sum(self.losses[:k]) / k if k else None,
@@ -71,7 +91,8 @@ def main(cfg):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         model.save_to(str(out / "model.nemo"))
-        summary = {"config": cfg.name, "batch_size": cfg.model.train_ds.batch_size, **progress.summary()}
+        summary = {"config": cfg.name, "batch_size": cfg.model.train_ds.batch_size,
+                   "parameters": sum(p.numel() for p in model.parameters()), **progress.summary()}
         (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
         print(f"[train] done: {json.dumps(summary)}", flush=True)
 
