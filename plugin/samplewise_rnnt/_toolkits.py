@@ -35,6 +35,24 @@ def require(toolkit: str, needed_by: str) -> None:
         raise ModuleNotFoundError(missing_message(toolkit, needed_by), name=module) from None
 
 
+def require_for_entry_point(toolkit: str, module: str, is_main: bool) -> None:
+    """:func:`require` at the top of an entry-point module: run as ``python -m module``, a missing toolkit
+    ends the program with the message (no traceback); imported, it raises ``ModuleNotFoundError``."""
+    try:
+        require(toolkit, f"python -m {module}")
+    except ModuleNotFoundError as exc:
+        if is_main:
+            raise SystemExit(f"error: {exc}") from None
+        raise
+
+
+def run_espnet_program(name: str, cmd=None) -> None:
+    """``main(cmd)`` of ESPnet's program ``espnet2.bin.<name>``."""
+    import importlib
+
+    importlib.import_module(f"espnet2.bin.{name}").main(cmd=cmd)
+
+
 _logger = logging.getLogger("samplewise_rnnt")
 
 

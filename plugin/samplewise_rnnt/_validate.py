@@ -40,6 +40,20 @@ def check_tensor(name, x, ndim=None, dtypes=None, device=None, device_of="the lo
         raise ValueError(f"{name} is on {x.device} but must be on {device} (the device of {device_of})")
 
 
+def check_frames_and_steps(frames_name, frames, steps_name, steps):
+    """``frames`` [B, T, H] and ``steps`` [B, U+1, H'] (float, one device, B, T and U+1 at least 1):
+    the encoder-side and predictor-side inputs of the joint-level entry points."""
+    check_tensor(frames_name, frames, 3, FLOAT_DTYPES)
+    check_tensor(steps_name, steps, 3, FLOAT_DTYPES, frames.device, device_of=frames_name)
+    B, T, _ = frames.shape
+    if B < 1 or T < 1:
+        raise ValueError(f"{frames_name} must be non-empty in B and T, got shape {tuple(frames.shape)}")
+    if steps.shape[0] != B:
+        raise ValueError(f"{steps_name} has batch size {steps.shape[0]} but {frames_name} has {B}")
+    if steps.shape[1] < 1:
+        raise ValueError(f"{steps_name} must have U+1 >= 1 steps, got shape {tuple(steps.shape)}")
+
+
 def check_reduction(reduction):
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}")

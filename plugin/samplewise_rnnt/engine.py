@@ -439,18 +439,6 @@ class _SampleWise(torch.autograd.Function):
         return (out_enc, out_pred, None, None, None, None, None, None, None, *out_par)
 
 
-def _check_inputs(encoder_out, predictor_out):
-    V_.check_tensor("encoder_out", encoder_out, 3, V_.FLOAT_DTYPES)
-    V_.check_tensor("predictor_out", predictor_out, 3, V_.FLOAT_DTYPES, encoder_out.device, device_of="encoder_out")
-    B, T, _ = encoder_out.shape
-    if B < 1 or T < 1:
-        raise ValueError(f"encoder_out must be non-empty in B and T, got shape {tuple(encoder_out.shape)}")
-    if predictor_out.shape[0] != B:
-        raise ValueError(f"predictor_out has batch size {predictor_out.shape[0]} but encoder_out has {B}")
-    if predictor_out.shape[1] < 1:
-        raise ValueError(f"predictor_out must have U+1 >= 1 steps, got shape {tuple(predictor_out.shape)}")
-
-
 def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, encoder_lengths, target_lengths, *,
                          blank=-1, reduction="mean", clamp=-1.0, fastemit_lambda=0.0, max_chunk_bytes=None,
                          fused=None):
@@ -485,7 +473,7 @@ def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, e
     V_.check_reduction(reduction)
     clamp, fastemit_lambda = V_.check_scalars(clamp, fastemit_lambda)
     max_chunk_bytes = V_.check_budget(max_chunk_bytes)
-    _check_inputs(encoder_out, predictor_out)
+    V_.check_frames_and_steps("encoder_out", encoder_out, "predictor_out", predictor_out)
     if fused is not None and not isinstance(fused, bool):
         raise TypeError(f"fused must be None (automatic), True or False, got {type(fused).__name__} {fused!r}")
     if not callable(joint):

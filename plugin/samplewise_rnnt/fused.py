@@ -401,17 +401,10 @@ def fused_rnnt_loss(enc_proj, pred_proj, weight, bias, targets, encoder_lengths,
     """
     V_.check_reduction(reduction)
     clamp, fastemit_lambda = V_.check_scalars(clamp, fastemit_lambda)
-    V_.check_tensor("enc_proj", enc_proj, 3, V_.FLOAT_DTYPES)
+    V_.check_frames_and_steps("enc_proj", enc_proj, "pred_proj", pred_proj)
     dev = enc_proj.device
-    V_.check_tensor("pred_proj", pred_proj, 3, V_.FLOAT_DTYPES, dev, device_of="enc_proj")
     V_.check_tensor("weight", weight, 2, V_.FLOAT_DTYPES, dev, device_of="enc_proj")
     B, T, J = enc_proj.shape
-    if B < 1 or T < 1:
-        raise ValueError(f"enc_proj must be non-empty in B and T, got shape {tuple(enc_proj.shape)}")
-    if pred_proj.shape[0] != B:
-        raise ValueError(f"pred_proj has batch size {pred_proj.shape[0]} but enc_proj has {B}")
-    if pred_proj.shape[1] < 1:
-        raise ValueError(f"pred_proj must have U+1 >= 1 steps, got shape {tuple(pred_proj.shape)}")
     if pred_proj.shape[2] != J:
         raise ValueError(f"pred_proj has joint dimension {pred_proj.shape[2]} but enc_proj has {J}")
     if weight.shape[1] != J or weight.shape[0] < 1:
@@ -545,8 +538,7 @@ def fused_samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encod
         raise ValueError(f"joint of type {type(joint).__module__}.{type(joint).__qualname__} has no Linear-act-Linear "
                          "structure the fused output layer can use (LinearJoint, ESPnet's JointNetwork or NeMo's "
                          "RNNTJoint); use fused=False")
-    V_.check_tensor("encoder_out", encoder_out, 3, V_.FLOAT_DTYPES)
-    V_.check_tensor("predictor_out", predictor_out, 3, V_.FLOAT_DTYPES, encoder_out.device, device_of="encoder_out")
+    V_.check_frames_and_steps("encoder_out", encoder_out, "predictor_out", predictor_out)
     for name, x, lin in (("encoder_out", encoder_out, spec.lin_enc), ("predictor_out", predictor_out, spec.lin_dec)):
         width = getattr(lin, "in_features", None)
         if width is not None and x.shape[-1] != width:

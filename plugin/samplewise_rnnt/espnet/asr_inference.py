@@ -1,13 +1,8 @@
 """``python -m samplewise_rnnt.espnet.asr_inference``: ESPnet's ``espnet2.bin.asr_inference`` with
 ``model: samplewise_transducer`` registered at import (it rebuilds the model from config.yaml)."""
-from .._toolkits import require
+from .._toolkits import require_for_entry_point, run_espnet_program
 
-try:
-    require("espnet", "python -m samplewise_rnnt.espnet.asr_inference")
-except ModuleNotFoundError as exc:
-    if __name__ == "__main__":  # python -m: the message, no traceback
-        raise SystemExit(f"error: {exc}") from None
-    raise
+require_for_entry_point("espnet", "samplewise_rnnt.espnet.asr_inference", __name__ == "__main__")
 
 from . import register  # noqa: E402
 
@@ -15,9 +10,7 @@ register()
 
 
 def main(cmd=None):
-    from espnet2.bin import asr_inference
-
-    asr_inference.main(cmd=cmd)
+    run_espnet_program("asr_inference", cmd)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,9 @@
 """``python -m samplewise_rnnt.espnet.asr_train``: ESPnet's ``espnet2.bin.asr_train`` with
 ``model: samplewise_transducer`` registered (at import: ESPnet's spawned workers import this module
 again and have it too)."""
-from .._toolkits import require
+from .._toolkits import require_for_entry_point, run_espnet_program
 
-try:
-    require("espnet", "python -m samplewise_rnnt.espnet.asr_train")
-except ModuleNotFoundError as exc:
-    if __name__ == "__main__":  # python -m: the message, no traceback
-        raise SystemExit(f"error: {exc}") from None
-    raise
+require_for_entry_point("espnet", "samplewise_rnnt.espnet.asr_train", __name__ == "__main__")
 
 from . import register  # noqa: E402
 
@@ -16,9 +11,7 @@ register()
 
 
 def main(cmd=None):
-    from espnet2.bin import asr_train
-
-    asr_train.main(cmd=cmd)
+    run_espnet_program("asr_train", cmd)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,9 @@
 """``python -m samplewise_rnnt.espnet.asr_transducer_inference``: ESPnet's
 ``espnet2.bin.asr_transducer_inference`` with the ``--model`` choice added to ``ASRTransducerTask`` at
 import (:func:`samplewise_rnnt.espnet.transducer_model.install`; the model is rebuilt from config.yaml)."""
-from .._toolkits import require
+from .._toolkits import require_for_entry_point, run_espnet_program
 
-try:
-    require("espnet", "python -m samplewise_rnnt.espnet.asr_transducer_inference")
-except ModuleNotFoundError as exc:
-    if __name__ == "__main__":  # python -m: the message, no traceback
-        raise SystemExit(f"error: {exc}") from None
-    raise
+require_for_entry_point("espnet", "samplewise_rnnt.espnet.asr_transducer_inference", __name__ == "__main__")
 
 from .transducer_model import install  # noqa: E402
 
@@ -16,9 +11,7 @@ install()
 
 
 def main(cmd=None):
-    from espnet2.bin import asr_transducer_inference
-
-    asr_transducer_inference.main(cmd=cmd)
+    run_espnet_program("asr_transducer_inference", cmd)
 
 
 if __name__ == "__main__":
