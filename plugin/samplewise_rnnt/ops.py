@@ -277,7 +277,10 @@ def _reduction_weight(reduction, B, ul):
 class _RNNTLossFunction(torch.autograd.Function):
     """Forward computes the per-sample costs and, when the logits need a gradient, that gradient. For a
     scalar reduction of float32/16/bf16 logits the kernel already scales it by the reduction's weight
-    (1/B for "mean"), so that backward is a single multiplication by ``grad_output``."""
+    (1/B for "mean"). Backward hands that tensor out, multiplied in place by ``grad_output`` (skipped
+    when it is 1 on the CPU): no second tensor of the logits' size. It keeps no reference to it
+    afterwards (autograd may adopt it as ``logits.grad``), so a repeated backward through a retained
+    graph recomputes the gradient from the saved logits."""
 
     @staticmethod
     def forward(ctx, logits, targets, logit_lengths, target_lengths, blank, reduction, clamp, fastemit_lambda,
@@ -286,42 +289,53 @@ class _RNNTLossFunction(torch.autograd.Function):
                                                                    blank, clamp, fastemit_lambda, packed, offsets)
         want_grad = ctx.needs_input_grad[0]
         ctx.prescaled = want_grad and reduction != "none" and logits2d.dtype != torch.float64
-        scale = _reduction_weight(reduction, tl.shape[0], ul).expand(tl.shape[0]) if ctx.prescaled else None
         costs, grad = _core(logits2d.detach(), tg, tl, ul, layout, blank, clamp, lam, want_grad,
-                            grad_scale=scale, log_softmax=log_softmax)
+                            grad_scale=_RNNTLossFunction._scale(ctx, reduction, tl, ul), log_softmax=log_softmax)
         ctx.reduction = reduction
         ctx.packed = packed
         ctx.shape = logits.shape
-        ctx.layout = layout
+        ctx.args = (tg, tl, ul, layout, blank, clamp, lam, log_softmax)
+        ctx.grad = grad
         if want_grad:
-            ctx.save_for_backward(grad, ul, tl)
+            ctx.save_for_backward(logits)  # only for a repeated backward (retain_graph=True)
         from .reference import reduce_costs
         return reduce_costs(costs, ul, reduction)
 
     @staticmethod
+    def _scale(ctx, reduction, tl, ul):
+        return _reduction_weight(reduction, tl.shape[0], ul).expand(tl.shape[0]) if ctx.prescaled else None
+
+    @staticmethod
     def backward(ctx, grad_output):
-        grad, ul, tl = ctx.saved_tensors
+        tg, tl, ul, layout, blank, clamp, lam, log_softmax = ctx.args
+        grad, ctx.grad = ctx.grad, None
+        if grad is None:  # a second backward through a retained graph: the first one gave the tensor away
+            (logits,) = ctx.saved_tensors
+            x = logits.detach().reshape(-1, logits.shape[-1])
+            _, grad = _core(x if x.is_contiguous() else x.contiguous(), tg, tl, ul, layout, blank, clamp, lam, True,
+                            grad_scale=_RNNTLossFunction._scale(ctx, ctx.reduction, tl, ul), log_softmax=log_softmax)
         B = ul.shape[0]
+        nones = (None,) * 10
         if ctx.prescaled:
-            # one pass; returning the saved tensor itself would let autograd adopt it as .grad, and a later
-            # backward (retain_graph=True) would then accumulate into the saved gradient
-            if grad.dtype == torch.float16:  # a grad scaler's 2**16 does not fit fp16: multiply in fp32
-                g = (grad.float() * grad_output.float()).to(grad.dtype)
-            else:
-                g = grad * grad_output.to(grad.dtype)
-            return g.view(ctx.shape), None, None, None, None, None, None, None, None, None, None
+            if not (grad_output.device.type == "cpu" and float(grad_output) == 1.0):
+                if grad.dtype == torch.float16:  # a grad scaler's 2**16 does not fit fp16: multiply in fp32
+                    grad.copy_(grad.float() * grad_output.float())
+                else:
+                    grad.mul_(grad_output.to(grad.dtype))
+            return (grad.view(ctx.shape),) + nones
         w = _sample_weights(grad_output, ctx.reduction, B, ul,
                             torch.float64 if grad.dtype == torch.float64 else torch.float32)
         if ctx.packed:
             rows = torch.zeros(grad.shape[0], dtype=w.dtype, device=grad.device)
-            b, _, _, row = node_coords(ctx.layout, tl, ul)
+            b, _, _, row = node_coords(layout, tl, ul)
             rows[row] = w[b]
-            g = grad * rows[:, None].to(grad.dtype)
+            grad.mul_(rows[:, None].to(grad.dtype))
         elif grad.dtype == torch.float16:
-            g = (grad.view(B, -1).float() * w[:, None]).to(grad.dtype).view(ctx.shape)
+            gv = grad.view(B, -1)
+            gv.copy_(gv.float() * w[:, None])
         else:
-            g = (grad.view(B, -1) * w[:, None].to(grad.dtype)).view(ctx.shape)
-        return g.view(ctx.shape), None, None, None, None, None, None, None, None, None, None
+            grad.view(B, -1).mul_(w[:, None].to(grad.dtype))
+        return (grad.view(ctx.shape),) + nones
 
 
 def rnnt_loss(logits, targets, logit_lengths, target_lengths, blank=-1, clamp=-1, reduction="mean",
