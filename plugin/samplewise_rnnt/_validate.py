@@ -54,6 +54,12 @@ def check_frames_and_steps(frames_name, frames, steps_name, steps):
         raise ValueError(f"{steps_name} must have U+1 >= 1 steps, got shape {tuple(steps.shape)}")
 
 
+def callable_name(obj):
+    """``module.QualName`` of a module's (or any object's) class, or of a plain function: how messages name a joint."""
+    t = obj if not isinstance(obj, torch.nn.Module) and hasattr(obj, "__qualname__") else type(obj)
+    return f"{getattr(t, '__module__', '?')}.{t.__qualname__}"
+
+
 def check_reduction(reduction):
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}")
@@ -101,11 +107,16 @@ def check_budget(max_chunk_bytes):
     return max(1, int(v))
 
 
-def normalize_blank(blank, V):
-    """Return blank in [0, V); negative values count from the end (-1 is the last class)."""
+def check_blank_type(blank):
+    """``blank`` is an integer (not a bool); returns it as an int."""
     if isinstance(blank, bool) or not isinstance(blank, numbers.Integral):
         raise TypeError(f"blank must be an int, got {type(blank).__name__}")
-    blank = int(blank)
+    return int(blank)
+
+
+def normalize_blank(blank, V):
+    """Return blank in [0, V); negative values count from the end (-1 is the last class)."""
+    blank = check_blank_type(blank)
     if not -V <= blank < V:
         raise ValueError(f"blank must be in [-{V}, {V}) for V={V} classes, got {blank}")
     return blank + V if blank < 0 else blank

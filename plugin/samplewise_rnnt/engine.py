@@ -107,29 +107,22 @@ def _set_rng(device, state):
         torch.cuda.set_rng_state(s, d)
 
 
-def _joint_name(joint):
-    """``module.QualName`` of a joint module's class, or of a plain function."""
-    t = joint if not isinstance(joint, torch.nn.Module) and hasattr(joint, "__qualname__") else type(joint)
-    return f"{getattr(t, '__module__', '?')}.{t.__qualname__}"
-
-
-def _check_joint_output(joint, out, shape, enc):
-    """The joint's output is a float tensor of ``shape`` on the device of ``encoder_out``."""
-    e_shape, p_shape = shape[1]
+def _check_joint_output(joint, out, want, ein, pin):
+    """The joint's output is a float tensor of shape ``want`` (``None``: any V) on the device of its inputs."""
+    name = V_.callable_name(joint)
+    shapes = f"{tuple(ein.shape)} and {tuple(pin.shape)}"
     if not isinstance(out, torch.Tensor):
-        raise ValueError(f"joint ({_joint_name(joint)}) returned {type(out).__name__} for inputs of shape {e_shape} and "
-                         f"{p_shape}; expected a tensor of logits")
-    if out.device != enc.device:
-        raise ValueError(f"joint ({_joint_name(joint)}) returned logits on {out.device} but encoder_out and "
-                         f"predictor_out are on {enc.device}; move the joint to {enc.device}")
-    want = shape[0]
-    ok = out.dim() == 4 and (tuple(out.shape) == want if want[-1] is not None else tuple(out.shape[:3]) == want[:3])
-    if not ok:
+        raise ValueError(f"joint ({name}) returned {type(out).__name__} for inputs of shape {shapes}; expected a "
+                         "tensor of logits")
+    if out.device != ein.device:
+        raise ValueError(f"joint ({name}) returned logits on {out.device} but encoder_out and predictor_out are on "
+                         f"{ein.device}; move the joint to {ein.device}")
+    if out.dim() != 4 or any(w is not None and w != x for w, x in zip(want, out.shape)):
         exp = ", ".join("V" if x is None else str(x) for x in want)
-        raise ValueError(f"joint ({_joint_name(joint)}) returned {tuple(out.shape)} for inputs of shape {e_shape} and "
-                         f"{p_shape}; expected logits of shape [{exp}]")
+        raise ValueError(f"joint ({name}) returned {tuple(out.shape)} for inputs of shape {shapes}; expected logits "
+                         f"of shape [{exp}]")
     if out.dtype not in V_.FLOAT_DTYPES:
-        raise ValueError(f"joint ({_joint_name(joint)}) returned logits of dtype {out.dtype}; expected a floating dtype")
+        raise ValueError(f"joint ({name}) returned logits of dtype {out.dtype}; expected a floating dtype")
 
 
 def _probe(joint, enc, pred):
@@ -142,10 +135,10 @@ def _probe(joint, enc, pred):
         try:
             out = joint(ein, pin)
         except (RuntimeError, TypeError, ValueError, IndexError) as exc:
-            raise ValueError(f"joint ({_joint_name(joint)}) failed on inputs of shape {tuple(ein.shape)} (from "
+            raise ValueError(f"joint ({V_.callable_name(joint)}) failed on inputs of shape {tuple(ein.shape)} (from "
                              f"encoder_out {tuple(enc.shape)}) and {tuple(pin.shape)} (from predictor_out "
                              f"{tuple(pred.shape)}): {exc}") from exc
-        _check_joint_output(joint, out, ((1, 1, 1, None), (tuple(ein.shape), tuple(pin.shape))), enc)
+        _check_joint_output(joint, out, (1, 1, 1, None), ein, pin)
         inplace_ok = True
         if out.requires_grad:
             torch.autograd.graph.increment_version(out)
@@ -284,7 +277,7 @@ def _run_group(plan: _Plan, i, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, 
     with torch.set_grad_enabled(want):  # (forward of an autograd.Function runs with grad mode off)
         ein, pin = e.unsqueeze(2), p.unsqueeze(1)
         logits = joint(ein, pin)
-    _check_joint_output(joint, logits, ((n, g.T, g.U1, cfg.V), (tuple(ein.shape), tuple(pin.shape))), enc)
+    _check_joint_output(joint, logits, (n, g.T, g.U1, cfg.V), ein, pin)
     layout = padded_layout(n, g.T, g.U1, device)
     if not want or not logits.requires_grad:
         c, _ = _core(logits.detach().reshape(-1, cfg.V), tg_g, tl_g, ul_g, layout, cfg.blank, cfg.clamp,
@@ -529,8 +522,7 @@ class SampleWiseRNNTLoss(torch.nn.Module):
             raise TypeError(f"fused must be None (automatic), True or False, got {type(fused).__name__} {fused!r}")
         if not callable(joint):
             raise TypeError(f"joint must be a module or callable, got {type(joint).__name__}")
-        if isinstance(blank, bool) or not isinstance(blank, int):
-            raise TypeError(f"blank must be an int, got {type(blank).__name__}")
+        V_.check_blank_type(blank)
         self.joint = joint
         self.blank, self.reduction, self.clamp, self.fastemit_lambda = blank, reduction, clamp, fastemit_lambda
         self.max_chunk_bytes, self.fused = max_chunk_bytes, fused

@@ -535,7 +535,7 @@ def fused_samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encod
     """
     spec = linear_joint_spec(joint)
     if spec is None:
-        raise ValueError(f"joint of type {type(joint).__module__}.{type(joint).__qualname__} has no Linear-act-Linear "
+        raise ValueError(f"joint of type {V_.callable_name(joint)} has no Linear-act-Linear "
                          "structure the fused output layer can use (LinearJoint, ESPnet's JointNetwork or NeMo's "
                          "RNNTJoint); use fused=False")
     V_.check_frames_and_steps("encoder_out", encoder_out, "predictor_out", predictor_out)
@@ -543,12 +543,12 @@ def fused_samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encod
         width = getattr(lin, "in_features", None)
         if width is not None and x.shape[-1] != width:
             raise ValueError(f"{name} has width {x.shape[-1]} (shape {tuple(x.shape)}) but the joint "
-                             f"({type(joint).__module__}.{type(joint).__qualname__}) expects {width}")
+                             f"({V_.callable_name(joint)}) expects {width}")
         w = getattr(lin, "weight", None)
         if isinstance(w, torch.Tensor) and w.device != x.device:
-            raise ValueError(f"the joint ({type(joint).__module__}.{type(joint).__qualname__}) is on {w.device} but "
+            raise ValueError(f"the joint ({V_.callable_name(joint)}) is on {w.device} but "
                              f"{name} is on {x.device}; move the joint to {x.device}")
-    jname = f"{type(joint).__module__}.{type(joint).__qualname__}"
+    jname = V_.callable_name(joint)
     projected = []
     for name, x, lin in (("encoder_out", encoder_out, spec.lin_enc), ("predictor_out", predictor_out, spec.lin_dec)):
         try:

@@ -175,9 +175,10 @@ def _prepare(logits, targets, logit_lengths, target_lengths, blank, clamp, faste
     return logits2d, tg, tl, ul, layout, blank, clamp, fastemit_lambda
 
 
-def _log_prob_scores(logits2d, tg, tl, ul, layout: Layout):
-    """Stage 1 for logits that already are log-probabilities: lse = +inf (the gradient's softmax term
-    vanishes), lp_blank and lp_label read from the logits; padding nodes -inf (lse 0)."""
+def _log_prob_scores(logits2d, tg, tl, ul, layout: Layout, blank):
+    """Stage 1 for logits that already are log-probabilities: lp_blank and lp_label read from the
+    logits, lse = +inf on lattice nodes (the gradient's softmax term vanishes); padding nodes get
+    -inf log-probabilities and lse 0, as the kernel gives them."""
     acc = torch.float64 if logits2d.dtype == torch.float64 else torch.float32
     N, dev = logits2d.shape[0], logits2d.device
     lse = torch.zeros(N, dtype=acc, device=dev)
@@ -185,7 +186,10 @@ def _log_prob_scores(logits2d, tg, tl, ul, layout: Layout):
     lpl = torch.full((N,), float("-inf"), dtype=acc, device=dev)
     b, _, u, row = node_coords(layout, tl, ul)
     lse[row] = float("inf")
-    return lse, lpb, lpl, b, u, row
+    lpb[row] = logits2d[row, blank].to(acc)
+    has = u < ul[b]
+    lpl[row[has]] = logits2d[row[has], tg[b[has], u[has]]].to(acc)
+    return lse, lpb, lpl
 
 
 def _core(logits2d, tg, tl, ul, layout: Layout, blank, clamp, fastemit_lambda, want_grad, inplace=False,
@@ -197,11 +201,7 @@ def _core(logits2d, tg, tl, ul, layout: Layout, blank, clamp, fastemit_lambda, w
     if log_softmax:
         lse, lp_blank, lp_label = C.node_scores(logits2d, offsets, strides, nrows, tl, ul, tg, blank, mr, ms)
     else:
-        lse, lp_blank, lp_label, b, u, row = _log_prob_scores(logits2d, tg, tl, ul, layout)
-        lp_blank[row] = logits2d[row, blank].to(lse.dtype)
-        has = u < ul[b]
-        rl = row[has]
-        lp_label[rl] = logits2d[rl, tg[b[has], u[has]]].to(lse.dtype)
+        lse, lp_blank, lp_label = _log_prob_scores(logits2d, tg, tl, ul, layout, blank)
     costs, blank_flow, label_flow = C.lattice(lp_blank, lp_label, offsets, strides, tl, ul, want_grad, mr, ms)
     if fastemit_lambda:
         costs = costs * (1.0 + fastemit_lambda)  # the FastEmit convention of NeMo / warp-transducer
@@ -265,15 +265,6 @@ def _sample_weights(grad_output, reduction, B, ul, dtype):
     return (go / ul.sum().clamp_min(1).to(dtype)).expand(B)
 
 
-def _reduction_weight(reduction, B, ul):
-    """The weight every sample's gradient carries under a scalar reduction, as a device scalar."""
-    if reduction == "mean":
-        return torch.full((), 1.0 / B, device=ul.device)
-    if reduction == "mean_volume":
-        return 1.0 / ul.sum().clamp_min(1).float()
-    return torch.ones((), device=ul.device)
-
-
 class _RNNTLossFunction(torch.autograd.Function):
     """Forward computes the per-sample costs and, when the logits need a gradient, that gradient. For a
     scalar reduction of float32/16/bf16 logits the kernel already scales it by the reduction's weight
@@ -303,7 +294,10 @@ class _RNNTLossFunction(torch.autograd.Function):
 
     @staticmethod
     def _scale(ctx, reduction, tl, ul):
-        return _reduction_weight(reduction, tl.shape[0], ul).expand(tl.shape[0]) if ctx.prescaled else None
+        """The reduction's per-sample weights ([B] fp32) when the kernel applies them, else None."""
+        if not ctx.prescaled:
+            return None
+        return _sample_weights(torch.ones((), device=ul.device), reduction, tl.shape[0], ul, torch.float32)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -389,8 +383,7 @@ class RNNTLoss(torch.nn.Module):
         V_.check_reduction(reduction)
         V_.check_scalars(clamp, fastemit_lambda)
         V_.check_flag("fused_log_softmax", fused_log_softmax)
-        if isinstance(blank, bool) or not isinstance(blank, int):
-            raise TypeError(f"blank must be an int, got {type(blank).__name__}")
+        V_.check_blank_type(blank)
         self.blank, self.clamp, self.reduction = blank, clamp, reduction
         self.fused_log_softmax, self.fastemit_lambda = fused_log_softmax, fastemit_lambda
 
