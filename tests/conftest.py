@@ -32,3 +32,24 @@ def mini_librispeech(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mini_librispeech")
     generate(root, jobs=2, progress=False, **MINI_LIBRISPEECH_SETTINGS)
     return root
+
+
+@pytest.fixture(scope="session")
+def espnet_mini_data(mini_librispeech, tmp_path_factory) -> Path:
+    """The tiny corpus in the ESPnet recipe's data layout, made by the recipe's own scripts:
+    ``<root>/data/{train,valid,test}/{wav.scp,text,...}`` and a 30-piece BPE model in
+    ``<root>/data/bpe``. Skips without ESPnet. Tests may write their own subfolders of ``<root>``."""
+    pytest.importorskip("espnet2")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "librispeech" / "espnet" / "local"))
+    import data_prep
+    import prepare_bpe
+
+    work = tmp_path_factory.mktemp("espnet_mini_data")
+    data_prep.main(["--librispeech", str(mini_librispeech), "--parts",
+                    "train-clean-mini,dev-clean-mini,test-clean-mini", "--names", "train,valid,test",
+                    "--out", str(work / "data")])
+    prepare_bpe.main(["--text", str(work / "data" / "train" / "text"), "--nbpe", "30",
+                      "--out", str(work / "data" / "bpe")])
+    return work

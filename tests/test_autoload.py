@@ -190,22 +190,6 @@ def test_nemo_ddp_two_processes_both_ranks_sample_wise(nemo_data, tmp_path, pth_
 
 # ---- ESPnet -------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def espnet_data(mini_librispeech, tmp_path_factory):
-    pytest.importorskip("espnet2")
-    sys.path.insert(0, str(ESPNET_RECIPE / "local"))
-    import data_prep
-    import prepare_bpe
-
-    work = tmp_path_factory.mktemp("autoload_espnet")
-    data_prep.main(["--librispeech", str(mini_librispeech), "--parts",
-                    "train-clean-mini,dev-clean-mini,test-clean-mini", "--names", "train,valid,test",
-                    "--out", str(work / "data")])
-    prepare_bpe.main(["--text", str(work / "data" / "train" / "text"), "--nbpe", "30",
-                      "--out", str(work / "data" / "bpe")])
-    return work
-
-
 def espnet_train_cmd(task, work: Path, out: Path, extra=()):
     conf = yaml.safe_load((ESPNET_RECIPE / "conf" / f"mini_{task}.yaml").read_text())
     assert conf["model"] == "samplewise_transducer"  # the config line
@@ -230,13 +214,13 @@ def espnet_steps(out: str):
 
 
 @pytest.mark.parametrize("task", ["asr", "asr_transducer"])
-def test_espnet_programs_train_and_decode_with_the_config_line_only(task, espnet_data, tmp_path, pth_installed):
-    out = run(espnet_train_cmd(task, espnet_data, tmp_path, ["--ngpu", "0"]), tmp_path)
+def test_espnet_programs_train_and_decode_with_the_config_line_only(task, espnet_mini_data, tmp_path, pth_installed):
+    out = run(espnet_train_cmd(task, espnet_mini_data, tmp_path, ["--ngpu", "0"]), tmp_path)
     assert "model: samplewise_transducer, the transducer loss is computed by the sample-wise engine" in out
     assert espnet_steps(out) == [("0", "1")], out[-6000:]
     exp = tmp_path / "exp"
     assert yaml.safe_load((exp / "config.yaml").read_text())["model"] == "samplewise_transducer"
-    d = espnet_data / "data"
+    d = espnet_mini_data / "data"
     run([sys.executable, "-m", f"espnet2.bin.{task}_inference", "--ngpu", "0", "--beam_size", "1",
          "--batch_size", "1", "--data_path_and_name_and_type", f"{d}/test/wav.scp,speech,sound",
          "--key_file", f"{d}/test/wav.scp", "--asr_train_config", exp / "config.yaml",
@@ -246,12 +230,12 @@ def test_espnet_programs_train_and_decode_with_the_config_line_only(task, espnet
     assert sorted(keys) == sorted(ln.split()[0] for ln in (d / "test" / "wav.scp").read_text().splitlines())
 
 
-def test_espnet_multiprocessing_launcher_two_workers_sample_wise(espnet_data, tmp_path, pth_installed):
+def test_espnet_multiprocessing_launcher_two_workers_sample_wise(espnet_mini_data, tmp_path, pth_installed):
     """ESPnet's own launcher (--ngpu 2 --multiprocessing_distributed true) spawns 2 workers; each
     rebuilds the model from the config in a fresh interpreter. The one stub: ESPnet gives each worker one
     GPU (ngpu=1: .to("cuda"), torch.cuda.set_device); tests/espnet_cpu_workers.py makes the workers run on
     the CPU (ngpu=0, gloo) and touches nothing else."""
-    cmd = espnet_train_cmd("asr", espnet_data, tmp_path, ["--ngpu", "2", "--multiprocessing_distributed", "true",
+    cmd = espnet_train_cmd("asr", espnet_mini_data, tmp_path, ["--ngpu", "2", "--multiprocessing_distributed", "true",
                                                           "--dist_backend", "gloo"])
     cmd[1:3] = ["-m", "espnet_cpu_workers", "espnet2.bin.asr_train"]
     out = run(cmd, tmp_path, PYTHONPATH=f"{PLUGIN}{os.pathsep}{Path(__file__).parent}")

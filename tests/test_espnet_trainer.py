@@ -21,20 +21,7 @@ pytest.importorskip("espnet2")
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "librispeech" / "espnet"
 sys.path.insert(0, str(RECIPE / "local"))
 
-import data_prep  # noqa: E402
-import prepare_bpe  # noqa: E402
 import score  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def prepared(mini_librispeech, tmp_path_factory):
-    work = tmp_path_factory.mktemp("espnet_recipe")
-    data_prep.main(["--librispeech", str(mini_librispeech), "--parts",
-                    "train-clean-mini,dev-clean-mini,test-clean-mini", "--names", "train,valid,test",
-                    "--out", str(work / "data")])
-    prepare_bpe.main(["--text", str(work / "data" / "train" / "text"), "--nbpe", "30",
-                      "--out", str(work / "data" / "bpe")])
-    return work
 
 
 def small_config(task: str, path: Path, epochs: int) -> Path:
@@ -88,15 +75,15 @@ def run_task(task: str, work: Path, epochs: int = 4):
 
 
 @pytest.mark.parametrize("task", ["asr", "asr_transducer"])
-def test_trainer_lowers_loss_and_inference_decodes(task, prepared, capsys):
-    train_loss, out = run_task(task, prepared)
+def test_trainer_lowers_loss_and_inference_decodes(task, espnet_mini_data, capsys):
+    train_loss, out = run_task(task, espnet_mini_data)
     assert len(train_loss) == 4 and all(map(lambda v: v == v, train_loss))
     assert train_loss[-1] < 0.8 * train_loss[0], train_loss
     hyp = out / "1best_recog" / "text"
-    ref_keys = [ln.split()[0] for ln in (prepared / "data" / "test" / "text").read_text().splitlines()]
+    ref_keys = [ln.split()[0] for ln in (espnet_mini_data / "data" / "test" / "text").read_text().splitlines()]
     hyp_keys = [ln.split()[0] for ln in hyp.read_text().splitlines() if ln.strip()]
     assert sorted(hyp_keys) == sorted(ref_keys)
-    score.main(["--ref", str(prepared / "data" / "test" / "text"), "--hyp", str(hyp),
+    score.main(["--ref", str(espnet_mini_data / "data" / "test" / "text"), "--hyp", str(hyp),
                 "--out", str(out / "result.json")])
     res = json.loads((out / "result.json").read_text())
     assert res["utterances"] == len(ref_keys) and res["decoded"] == len(ref_keys) and res["wer"] >= 0
