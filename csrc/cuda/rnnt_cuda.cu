@@ -64,20 +64,39 @@ void for_chunks(int64_t B, F f) {
   for (int64_t b0 = 0; b0 < B; b0 += kMaxGridY) f(b0, B - b0 < kMaxGridY ? B - b0 : kMaxGridY);
 }
 
+// The node that warp threadIdx.x / 32 of block (x, y) handles in the warp-per-node grids
+// (ceil(max_rows * max_stride / warps), B): node w + x * warps of sample b0 + y. False past the sample's nodes.
+struct WarpNode {
+  int64_t b, t, u, n;
+  int lane;
+  SampleView s;
+  __device__ __forceinline__ bool padding() const { return t >= s.T || u > s.U; }
+};
+
+__device__ __forceinline__ bool warp_node(const Layout& L, int64_t b0, WarpNode& w) {
+  w.b = b0 + blockIdx.y;
+  w.s = view(L, w.b);
+  const int64_t local = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  w.lane = threadIdx.x % kWarp;
+  if (local >= L.nrows[w.b] * w.s.stride) return false;
+  w.t = local / w.s.stride;
+  w.u = local % w.s.stride;
+  w.n = w.s.node(w.t, w.u);
+  return true;
+}
+
 // grid (ceil(max_rows * max_stride / warps), B): warp w of block x handles node w + x * warps of sample y.
 template <typename scalar_t>
 __global__ void node_scores_kernel(const scalar_t* __restrict__ logits, int64_t V, Layout L, int64_t blank,
                                    typename Acc<scalar_t>::type* lse, typename Acc<scalar_t>::type* lp_blank,
                                    typename Acc<scalar_t>::type* lp_label, int64_t b0) {
   using acc_t = typename Acc<scalar_t>::type;
-  const int64_t b = b0 + blockIdx.y;
-  const SampleView s = view(L, b);
-  const int64_t local = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
-  const int lane = threadIdx.x % kWarp;
-  if (local >= L.nrows[b] * s.stride) return;
-  const int64_t t = local / s.stride, u = local % s.stride;
-  const int64_t n = s.node(t, u);
-  if (t >= s.T || u > s.U) {
+  WarpNode w;
+  if (!warp_node(L, b0, w)) return;
+  const int64_t b = w.b, u = w.u, n = w.n;
+  const int lane = w.lane;
+  const SampleView& s = w.s;
+  if (w.padding()) {
     if (lane == 0) store_node_scores<acc_t>(n, false, 0, 0, 0, false, lse, lp_blank, lp_label);
     return;
   }
@@ -236,15 +255,13 @@ __global__ void logits_grad_warp_kernel(const scalar_t* logits, scalar_t* grad, 
                                         typename Acc<scalar_t>::type clamp, typename Acc<scalar_t>::type w,
                                         const float* __restrict__ scale, int64_t b0) {
   using acc_t = typename Acc<scalar_t>::type;
-  const int64_t b = b0 + blockIdx.y;
-  const SampleView s = view(L, b);
-  const int64_t local = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
-  const int lane = threadIdx.x % kWarp;
-  if (local >= L.nrows[b] * s.stride) return;
-  const int64_t t = local / s.stride, u = local % s.stride;
-  const int64_t n = s.node(t, u);
+  WarpNode node;
+  if (!warp_node(L, b0, node)) return;
+  const int64_t b = node.b, u = node.u, n = node.n;
+  const int lane = node.lane;
+  const SampleView& s = node.s;
   scalar_t* g = grad + n * V;
-  if (t >= s.T || u > s.U) {
+  if (node.padding()) {
     for (int64_t v = lane; v < V; v += kWarp) store(g + v, acc_t(0));
     return;
   }
