@@ -116,6 +116,22 @@ class _Joint(torch.nn.Module):
         return self.o(torch.tanh(self.a(e) + self.b(p)))
 
 
+def _engine_on_cpu_and_device(joint, enc, pred, tg, tl, ul, autocast, **kw):
+    """[loss, d enc, d pred, d params...] of samplewise_rnnt_loss (blank 0) on the CPU and on DEVICE, each with a copy
+    of ``joint`` and, when ``autocast`` is a dtype, under autocast."""
+    import copy
+
+    res = []
+    for dev in ("cpu", DEVICE):
+        j = copy.deepcopy(joint).to(dev)
+        e, p = enc.to(dev).clone().requires_grad_(True), pred.to(dev).clone().requires_grad_(True)
+        with torch.autocast(torch.device(dev).type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            loss = swr.samplewise_rnnt_loss(e, p, j, *to(dev, tg, tl, ul), blank=0, **kw)
+        loss.backward()
+        res.append([loss.detach().cpu(), e.grad.cpu(), p.grad.cpu()] + [q.grad.cpu() for q in j.parameters()])
+    return res
+
+
 @pytest.mark.parametrize("autocast", [None, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("max_chunk_bytes", [1, None])
 def test_engine_cuda_equals_cpu(autocast, max_chunk_bytes):
@@ -127,15 +143,7 @@ def test_engine_cuda_equals_cpu(autocast, max_chunk_bytes):
     tg = torch.randint(1, 13, (B, U), generator=g)
     tl = torch.randint(1, T + 1, (B,), generator=g)
     ul = torch.randint(0, U + 1, (B,), generator=g)
-    res = []
-    for dev in ("cpu", DEVICE):
-        j = _Joint().to(dev)
-        j.load_state_dict(joint.state_dict())
-        e, p = enc.to(dev).clone().requires_grad_(True), pred.to(dev).clone().requires_grad_(True)
-        with torch.autocast(torch.device(dev).type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            loss = swr.samplewise_rnnt_loss(e, p, j, *to(dev, tg, tl, ul), blank=0, max_chunk_bytes=max_chunk_bytes)
-        loss.backward()
-        res.append([loss.detach().cpu(), e.grad.cpu(), p.grad.cpu()] + [q.grad.cpu() for q in j.parameters()])
+    res = _engine_on_cpu_and_device(joint, enc, pred, tg, tl, ul, autocast, max_chunk_bytes=max_chunk_bytes)
     tol = 1e-4 if autocast is None else 3e-2
     for x, y in zip(res[1], res[0]):
         torch.testing.assert_close(x, y, rtol=tol, atol=tol)
@@ -255,15 +263,7 @@ def test_fused_output_layer_cuda_equals_cpu(autocast):
     tg = torch.randint(1, 13, (B, U), generator=g)
     tl = torch.tensor([10, 3, 7, 10, 1])
     ul = torch.tensor([4, 0, 2, 4, 1])
-    res = []
-    for dev in ("cpu", DEVICE):
-        j = swr.LinearJoint(8, 6, 16, 13, activation="tanh").to(dev)
-        j.load_state_dict(joint.state_dict())
-        e, p = enc.to(dev).clone().requires_grad_(True), pred.to(dev).clone().requires_grad_(True)
-        with torch.autocast(torch.device(dev).type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            loss = swr.samplewise_rnnt_loss(e, p, j, *to(dev, tg, tl, ul), blank=0, fused=True)
-        loss.backward()
-        res.append([loss.detach().cpu(), e.grad.cpu(), p.grad.cpu()] + [q.grad.cpu() for q in j.parameters()])
+    res = _engine_on_cpu_and_device(joint, enc, pred, tg, tl, ul, autocast, fused=True)
     tol = 1e-4 if autocast is None else 3e-2
     for x, y in zip(res[1], res[0]):
         torch.testing.assert_close(x.float(), y.float(), rtol=tol, atol=tol)
