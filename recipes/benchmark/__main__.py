@@ -31,7 +31,8 @@ def build_cases(preset: dict, devices: List[str], dtype: str, repeats: int, max_
             for name in names:
                 case = dict(preset["common"], **shape)
                 case.update(method=name, device=device, dtype=dtype, level=preset["level"],
-                            repeats=preset.get("repeats", repeats) if repeats is None else repeats)
+                            repeats=preset.get("repeats", repeats) if repeats is None else repeats,
+                            phases=bool(preset.get("phases")))
                 if max_chunk_bytes is not None:
                     case["max_chunk_bytes"] = max_chunk_bytes
                 cases.append(case)
@@ -213,6 +214,41 @@ def paper_note(preset, rows):
     return "\n".join(lines)
 
 
+def fit_note(preset, rows):
+    """The phase-wise fit of each method's memory (``procmem.extrapolate_phases``: every phase's peak, inputs
+    included, fitted as a + b B over ``fit_B``; the step's peak at ``target_B`` is the largest phase),
+    checked against the measured ``check_B``."""
+    from samplewise_rnnt.procmem import extrapolate_phases
+
+    fit = preset["fit"]
+    full = dict(preset["common"], B=fit["target_B"])
+    floor = 2 * 4 * (full["B"] * full["T"] * full["He"] + full["B"] * (full["U"] + 1) * full["Hp"]) / 2 ** 30
+    lines = [f"Phase-wise memory fit (peaks counted with the inputs; fit over B = {fit['fit_B']}); the floor at "
+             f"B = {fit['target_B']} is the encoder and predictor outputs and their fp32 gradients: {floor:.2f} GiB.",
+             "", f"| method | phase | intercept MiB | MiB per sample | predicted B={fit['target_B']} GiB | "
+             f"above the floor GiB | predicted B={fit['check_B']} MiB | measured B={fit['check_B']} MiB | error |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for m in dict.fromkeys(c["method"] for c, _ in rows):
+        runs = [{"batch": c["B"], "phase_peak_bytes": r["phase_peak_bytes"], "held_bytes": r["held_bytes"]}
+                for c, r in rows if c["method"] == m and "phase_peak_bytes" in r and c["B"] in fit["fit_B"]]
+        if len(runs) < 2:
+            lines.append(f"| {m} | (fewer than two fitted batch sizes measured) | | | | | | | |")
+            continue
+        phases = sorted(runs[0]["phase_peak_bytes"])
+        res = extrapolate_phases(runs, phases, fit["target_B"])
+        check = [r for c, r in rows if c["method"] == m and c["B"] == fit["check_B"] and "phase_peak_bytes" in r]
+        for ph in phases:
+            f = res["phases"][ph]
+            pred_check = f["intercept_bytes"] + f["slope_bytes"] * fit["check_B"]
+            meas = check[0]["phase_peak_bytes"][ph] if check else None
+            err = f"{(pred_check - meas) / meas * 100:+.1f} %" if meas else ""
+            mark = " (peak)" if ph == res["peak_phase"] else ""
+            lines.append(f"| {m} | {ph}{mark} | {f['intercept_bytes'] / 2 ** 20:.0f} | {f['slope_bytes'] / 2 ** 20:.2f} | "
+                         f"{f['at_target_bytes'] / 2 ** 30:.2f} | {f['at_target_bytes'] / 2 ** 30 - floor:.2f} | "
+                         f"{pred_check / 2 ** 20:.0f} | {'' if meas is None else f'{meas / 2 ** 20:.0f}'} | {err} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m recipes.benchmark", description=__doc__)
     ap.add_argument("--preset", choices=sorted(PRESETS), required=True)
@@ -290,6 +326,8 @@ def main(argv=None):
     text = "\n".join(header) + table(rows) + "\n"
     if args.preset == "paper":
         text += "\n" + paper_note(preset, rows) + "\n"
+    if preset.get("fit"):
+        text += "\n" + fit_note(preset, rows) + "\n"
     print(text)
     if args.save:
         with open(args.save, "a") as f:

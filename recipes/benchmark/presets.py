@@ -79,4 +79,19 @@ BUDGET = {
                     + [{"B": 128, "max_chunk_bytes": None}]},
 }
 
-PRESETS = {"core": CORE, "budget": BUDGET, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER, "demo": DEMO}
+# the paper's shape on the CPU for the memory fit: fresh process per (method, B), every step cut into phases
+# (the loss's forward, i.e. the whole group loop, and the backward); the phases fitted over B = 1..16
+# predict B = 1024, checked against a measured B = 32
+PAPERFIT = {
+    "description": "the paper's configuration at B = 1..16 and 32, sample-wise and fused, phase-wise memory fit "
+                   "predicting B=1024",
+    "level": "joint",
+    "methods": ["samplewise", "fused"],
+    "common": dict(PAPER["common"]),
+    "shapes": {"cpu": [{"B": b} for b in (1, 2, 4, 8, 16, 32)], "cuda": [{"B": b} for b in (1, 2, 4, 8, 16, 32)]},
+    "repeats": 1,
+    "phases": True,
+    "fit": {"fit_B": [1, 2, 4, 8, 16], "check_B": 32, "target_B": 1024},
+}
+
+PRESETS = {"core": CORE, "budget": BUDGET, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER, "paperfit": PAPERFIT, "demo": DEMO}
