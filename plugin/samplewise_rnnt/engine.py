@@ -61,7 +61,7 @@ from .ops import _ext, padded_layout
 from .planner import Group, default_budget, plan_groups, split_lattice
 from .reference import reduce_costs
 
-__all__ = ["samplewise_rnnt_loss", "SampleWiseRNNTLoss"]
+__all__ = ["samplewise_rnnt_loss", "SampleWiseRNNTLoss", "samplewise_tdt_loss", "SampleWiseTDTLoss"]
 
 # largest per-sample weight of the logits-gradient for fp16 logits (see the module docstring)
 FP16_GRAD_NORM = 2.0 ** 8
@@ -416,10 +416,16 @@ def _evaluate(cfg: _Cfg, data: _GroupData, e, p, inputs, want, scale, plan: _Pla
         if not ev.differentiable(x):
             continue
         sl = data.node_slice(tile)
-        ev.backprop(prep, data, tile, x, _rows(x, cfg.V), state, tuple(s[sl] for s in scores),
-                    tuple(f[sl] for f in flows), data.tile_layout(tile), scale[tile.b0:tile.b1], acc)
+        ev.backprop(prep, data, tile, x, _rows(x, cfg.V), state, _sliced(scores, sl), _sliced(flows, sl),
+                    data.tile_layout(tile), scale[tile.b0:tile.b1], acc)
         del x, state
     return costs, ev.finish(prep, inputs, acc)
+
+
+def _sliced(arrays, sl):
+    """The rows ``sl`` of each node array of a (named) tuple, as the same kind of tuple."""
+    parts = [a[sl] for a in arrays]
+    return arrays._make(parts) if hasattr(arrays, "_make") else tuple(parts)
 
 
 def _rows(x, V):
@@ -458,6 +464,44 @@ class _RNNTKernels:
         s = torch.empty(0, device=x2d.device) if fp64 else scale.float().contiguous()
         _ext().logits_grad(x2d, out, scores[0], flows[0], flows[1], lay.offsets, lay.strides, lay.nrows, T, U, tgt,
                            self.blank, float(self.clamp), float(self.lam), s, lay.max_rows, lay.max_stride)
+        if fp64:
+            out.view(scale.shape[0], -1).mul_(scale.view(-1, 1).to(out.dtype))
+
+
+class _TDTKernels:
+    """The TDT loss's three stages (:mod:`samplewise_rnnt.tdt`'s kernels), as :class:`_RNNTKernels`;
+    ``rnnt_mode`` is the batch's omega draw (the standard RNN-T loss of the token logits)."""
+
+    def __init__(self, blank, durations, sigma, clamp, fastemit_lambda, rnnt_mode):
+        self.blank, self.durations, self.sigma = blank, tuple(durations), sigma
+        self.clamp, self.lam, self.rnnt_mode = clamp, fastemit_lambda, rnnt_mode
+
+    def empty_scores(self, N, logits_dtype, device):
+        from .tdt import TDTScores
+
+        acc = torch.float64 if logits_dtype == torch.float64 else torch.float32
+        return TDTScores(*(torch.empty(N, dtype=acc, device=device) for _ in range(3)),
+                         torch.empty(N, len(self.durations), dtype=acc, device=device))
+
+    def scores(self, x2d, lay, T, U, tgt):
+        from .tdt import _tdt_scores
+
+        return _tdt_scores(x2d, tgt, T, U, lay, self.blank, self.durations, self.sigma, self.rnnt_mode)
+
+    def lattice(self, scores, lay, T, U, want_flows):
+        from .tdt import _tdt_lattice
+
+        costs, flows = _tdt_lattice(scores, T, U, lay, self.durations, want_flows, self.rnnt_mode)
+        if self.lam:
+            costs = costs * (1.0 + self.lam)
+        return costs, flows
+
+    def grad(self, x2d, out, scores, flows, tile_layout, scale):
+        from .tdt import _tdt_grad
+
+        lay, T, U, tgt = tile_layout
+        fp64 = x2d.dtype == torch.float64
+        _tdt_grad(x2d, out, scores, flows, tgt, T, U, lay, self.blank, self.clamp, self.lam, None if fp64 else scale)
         if fp64:
             out.view(scale.shape[0], -1).mul_(scale.view(-1, 1).to(out.dtype))
 
@@ -665,6 +709,14 @@ def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, e
     Returns:
         the reduced loss (fp32), or per-sample losses ``[B]`` for ``reduction="none"``.
     """
+    return _joint_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths, blank, reduction,
+                       clamp, fastemit_lambda, max_chunk_bytes, fused)
+
+
+def _joint_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths, blank, reduction, clamp,
+                fastemit_lambda, max_chunk_bytes, fused, tdt=None):
+    """Validation and set-up shared by the RNN-T and the TDT entry points; ``tdt``: ``(durations, sigma,
+    omega)`` for the TDT loss (the joint's last ``len(durations)`` outputs are the duration logits)."""
     V_.check_reduction(reduction)
     clamp, fastemit_lambda = V_.check_scalars(clamp, fastemit_lambda)
     max_chunk_bytes = V_.check_budget(max_chunk_bytes)
@@ -687,11 +739,24 @@ def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, e
         V, logits_dtype, inplace_ok = _probe(joint, encoder_out, predictor_out)
         owned = [encoder_out, predictor_out] + (list(joint.parameters()) + list(joint.buffers())
                                                 if isinstance(joint, torch.nn.Module) else [])
-    blank = V_.normalize_blank(blank, V)
-    tg, tl, ul = V_.check_lengths_and_targets(targets, encoder_lengths, target_lengths, B, T, U1 - 1, V, blank,
+    V_tokens = V
+    if tdt is not None:
+        durations, sigma, omega = tdt
+        if V <= len(durations):
+            raise ValueError(f"joint ({V_.callable_name(joint)}) returns {V} outputs per node but durations has "
+                             f"{len(durations)} entries: TDT needs V1 >= 1 token logits, then one logit per duration")
+        V_tokens = V - len(durations)
+    blank = V_.normalize_blank(blank, V_tokens)
+    tg, tl, ul = V_.check_lengths_and_targets(targets, encoder_lengths, target_lengths, B, T, U1 - 1, V_tokens, blank,
                                               encoder_out.device, length_name="encoder_lengths")
+    if tdt is None:
+        kernels = _RNNTKernels(blank, clamp, fastemit_lambda)
+    else:
+        from .tdt import draw_rnnt_mode
+
+        kernels = _TDTKernels(blank, durations, sigma, clamp, fastemit_lambda, draw_rnnt_mode(omega))
     cfg = _Cfg(blank, reduction, clamp, fastemit_lambda, max_chunk_bytes, V, logits_dtype, inplace_ok,
-               _autocast_state(encoder_out.device), _storages(owned), _RNNTKernels(blank, clamp, fastemit_lambda))
+               _autocast_state(encoder_out.device), _storages(owned), kernels)
     cfg.evaluator = F_.FusedEvaluator(spec, cfg, T, U1) if fused else _GenericEvaluator(joint, cfg)
     return _engine(encoder_out, predictor_out, joint, _joint_params(joint), tg, tl, ul, cfg)
 
@@ -748,3 +813,69 @@ class SampleWiseRNNTLoss(torch.nn.Module):
     def extra_repr(self):
         return (f"blank={self.blank}, reduction={self.reduction!r}, clamp={self.clamp}, "
                 f"fastemit_lambda={self.fastemit_lambda}, max_chunk_bytes={self.max_chunk_bytes}, fused={self.fused}")
+
+
+def samplewise_tdt_loss(encoder_out, predictor_out, joint: Callable, targets, encoder_lengths, target_lengths, *,
+                        durations, blank=-1, reduction="mean", sigma=0.0, omega=0.0, clamp=-1.0, fastemit_lambda=0.0,
+                        max_chunk_bytes=None, fused=None):
+    """The TDT (Token-and-Duration Transducer) loss computed group by group without the logits.
+
+    Equals ``samplewise_rnnt.tdt_loss(joint(encoder_out.unsqueeze(2), predictor_out.unsqueeze(1)), targets,
+    encoder_lengths, target_lengths, durations, blank, reduction, sigma=sigma, omega=omega, clamp=clamp,
+    fastemit_lambda=fastemit_lambda)`` in value and in its gradients w.r.t. ``encoder_out``,
+    ``predictor_out`` and every parameter of ``joint``, by the same engine as
+    :func:`samplewise_rnnt_loss` (planner, groups, tiles, modes, the fused output layer): only the
+    loss's three stages differ.
+
+    Args:
+        joint: maps ``[n, T, 1, He]``, ``[n, 1, U+1, Hp]`` to ``[n, T, U+1, V1 + D]``: ``V1`` token logits
+            (labels and blank) then one logit per duration (NeMo's TDT joint, ``num_extra_outputs = D``).
+        durations (keyword): NeMo's duration list, e.g. ``[0, 1, 2, 3, 4]`` (ascending, distinct, with 0
+            and 1).
+        blank: index among the ``V1`` token classes (default ``-1``: ``V1 - 1``, NeMo's TDT blank).
+        sigma, omega, clamp, fastemit_lambda: as in :func:`samplewise_rnnt.tdt_loss` (NeMo's numba TDT
+            loss); ``omega`` is drawn once per call (the whole batch uses the standard RNN-T loss of the
+            token logits with probability ``omega``).
+        reduction, max_chunk_bytes, fused: as in :func:`samplewise_rnnt_loss`.
+    """
+    V_.check_reduction(reduction)
+    durations = V_.check_durations(durations)
+    sigma, omega = V_.check_tdt_scalars(sigma, omega)
+    return _joint_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths, blank, reduction,
+                       clamp, fastemit_lambda, max_chunk_bytes, fused, tdt=(durations, sigma, omega))
+
+
+class SampleWiseTDTLoss(torch.nn.Module):
+    """Module form of :func:`samplewise_tdt_loss` (``joint`` registered as a submodule if a module):
+    ``SampleWiseTDTLoss(joint, *, durations, blank=-1, reduction="mean", sigma=0.0, omega=0.0, clamp=-1.0,
+    fastemit_lambda=0.0, max_chunk_bytes=None, fused=None)``, called as ``loss(encoder_out, predictor_out,
+    targets, encoder_lengths, target_lengths)``."""
+
+    def __init__(self, joint, *, durations, blank=-1, reduction="mean", sigma=0.0, omega=0.0, clamp=-1.0,
+                 fastemit_lambda=0.0, max_chunk_bytes=None, fused=None):
+        super().__init__()
+        V_.check_reduction(reduction)
+        self.durations = list(V_.check_durations(durations))
+        V_.check_tdt_scalars(sigma, omega)
+        V_.check_scalars(clamp, fastemit_lambda)
+        V_.check_budget(max_chunk_bytes)
+        if fused is not None and not isinstance(fused, bool):
+            raise TypeError(f"fused must be None (automatic), True or False, got {type(fused).__name__} {fused!r}")
+        if not callable(joint):
+            raise TypeError(f"joint must be a module or callable, got {type(joint).__name__}")
+        V_.check_blank_type(blank)
+        self.joint = joint
+        self.blank, self.reduction, self.sigma, self.omega = blank, reduction, sigma, omega
+        self.clamp, self.fastemit_lambda, self.max_chunk_bytes, self.fused = clamp, fastemit_lambda, max_chunk_bytes, fused
+
+    def forward(self, encoder_out, predictor_out, targets, encoder_lengths, target_lengths):
+        return samplewise_tdt_loss(encoder_out, predictor_out, self.joint, targets, encoder_lengths, target_lengths,
+                                   durations=self.durations, blank=self.blank, reduction=self.reduction,
+                                   sigma=self.sigma, omega=self.omega, clamp=self.clamp,
+                                   fastemit_lambda=self.fastemit_lambda, max_chunk_bytes=self.max_chunk_bytes,
+                                   fused=self.fused)
+
+    def extra_repr(self):
+        return (f"durations={self.durations}, blank={self.blank}, reduction={self.reduction!r}, sigma={self.sigma}, "
+                f"omega={self.omega}, clamp={self.clamp}, fastemit_lambda={self.fastemit_lambda}, "
+                f"max_chunk_bytes={self.max_chunk_bytes}, fused={self.fused}")
