@@ -1,10 +1,11 @@
-// The backend interface: the same four stages on the CPU (cpu/rnnt_cpu.cpp) and on CUDA
-// (cuda/rnnt_cuda.cu). Plain pointers only, so that neither backend includes torch's headers
-// beyond the light c10 scalar types; the pybind11 binding (binding.cpp) checks and dispatches.
+// The backend interface: the same stages on the CPU (cpu/rnnt_cpu.cpp) and on CUDA (cuda/rnnt_cuda.cu),
+// for the RNN-T lattice (core/rnnt_math.h) and the TDT lattice (core/tdt_math.h). Plain pointers only, so
+// that neither backend includes torch's headers beyond the light c10 scalar types; the pybind11 binding
+// (binding.cpp) checks and dispatches.
 //
-// Arrays of nodes (lse, lp_blank, lp_label, alphas, betas, blank_flow, label_flow) hold acc_t:
-// double for float64 logits, float otherwise. Every pointer in a Layout and every array lives on
-// the device of the logits.
+// Arrays of nodes (lse, lp_blank, lp_label, alphas, betas, blank_flow, label_flow; TDT's lp_dur and dur_flow,
+// [N, D]) hold acc_t: double for float64 logits, float otherwise. Every pointer in a Layout and every array
+// lives on the device of the logits.
 #pragma once
 
 #include <cstdint>

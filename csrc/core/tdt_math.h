@@ -38,6 +38,7 @@
 // RNN-T mode (NeMo's omega: the standard RNN-T loss on the token logits): the same lattice code with a fixed
 // arc set, label arcs of duration 0 and blank arcs of duration 1, and no duration scores; its dur_flow is 0,
 // hence the duration logits get a zero gradient. (Sigma is 0 in this mode: the caller's stage 1 passes 0.)
+// The duration set and the mode travel in rnnt_kernels.h's Durations (by value: no device memory).
 #pragma once
 
 #include <cstdint>

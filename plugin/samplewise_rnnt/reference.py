@@ -339,7 +339,10 @@ def tdt_loss_reference(logits, targets, logit_lengths, target_lengths, durations
             ll = lp_label.detach().requires_grad_(True)
             c, _ = tdt_lattice_reference(lp_blank.detach(), ll, lpd.detach(), logit_lengths, target_lengths,
                                          durations)
-            (flows,) = torch.autograd.grad((-c).sum(), ll)
+            flows = None  # stays None when no label arc exists (U = 0 everywhere)
+            if c.requires_grad:
+                (flows,) = torch.autograd.grad((-c).sum(), ll, allow_unused=True)
+        flows = torch.zeros_like(lp_label) if flows is None else flows
         surrogate = (flows * torch.nan_to_num(lp_label, neginf=0.0)).flatten(1).sum(1)
         costs = costs - fastemit_lambda * (surrogate - surrogate.detach()) + fastemit_lambda * costs.detach()
     out = reduce_costs(costs, target_lengths, reduction)
