@@ -488,8 +488,7 @@ def test_stage_wrappers_on_a_sub_layout():
     g4, gs = grad.view(4, -1), g.view(4, -1)
     torch.testing.assert_close(gs[idx], g4[idx], rtol=0, atol=0)
     assert torch.equal(gs[torch.tensor([0, 2])], torch.zeros_like(gs[:2]))
-    # the flows are -d cost / d lp: their sum over durations is the node's outflow, 1 summed per time
-    # step along any path ... here simply: the start node's outflow is 1
+    # every alignment leaves the start node: its outflow (over durations, and blank + label) is 1
     b = 0
     start = int(sub.offsets[b])
     torch.testing.assert_close(flows.dur_flow[start].sum(), torch.tensor(1.0), rtol=1e-5, atol=1e-5)
