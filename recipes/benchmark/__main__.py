@@ -81,6 +81,8 @@ def method_str(case):
 
 def shape_str(case):
     s = f"B={case['B']} T={case['T']} U={case['U']} V={case['V']}"
+    if case.get("durations"):
+        s += f" D={len(case['durations'])}"
     if case["level"] == "joint":
         s += f" H={case['Hj']}"
     if case.get("short_frac"):
@@ -126,7 +128,9 @@ def grad_buffer_mib(case):
 LABELS = {"batched_swr": "batched (materialised logits)", "batched_torchaudio": "batched, torchaudio loss",
           "samplewise": "sample-wise", "fused": "fused output layer", "swr": "samplewise_rnnt.rnnt_loss",
           "swr_inplace": "rnnt_loss, in-place gradient", "torchaudio": "torchaudio rnnt_loss",
-          "nemo_numba": "NeMo RNNTLossNumba"}
+          "nemo_numba": "NeMo RNNTLossNumba", "batched_tdt": "TDT, batched (materialised logits + tdt_loss)",
+          "samplewise_tdt": "TDT, sample-wise", "fused_tdt": "TDT, fused output layer",
+          "tdt_pytorch": "TDT, batched, NeMo TDTLossPytorch", "floor": "floor (the fused layer's products)"}
 
 
 def plot(rows, path, title, subtitle=""):

@@ -79,9 +79,9 @@ def build_inputs(case) -> dict:
     try:  # the package's Linear-tanh-Linear joint (the fused output layer recognises it)
         from samplewise_rnnt.joints import LinearJoint
 
-        joint = LinearJoint(case["He"], case["Hp"], case["Hj"], V).to(device)
+        joint = LinearJoint(case["He"], case["Hp"], case["Hj"], V + len(case.get("durations") or [])).to(device)
     except ImportError:
-        joint = TanhJoint(case["He"], case["Hp"], case["Hj"], V).to(device)
+        joint = TanhJoint(case["He"], case["Hp"], case["Hj"], V + len(case.get("durations") or [])).to(device)
     enc = torch.randn(B, T, case["He"], generator=g).to(device).requires_grad_(True)
     pred = torch.randn(B, U + 1, case["Hp"], generator=g).to(device).requires_grad_(True)
     nbytes = sum(x.numel() * x.element_size() for x in [enc, pred, *joint.parameters()])
@@ -251,6 +251,54 @@ def _make_floor(inp, case):
     return step
 
 
+# ---- TDT (joint level; the joint returns V token logits, then one logit per duration) ------------------------
+def _make_batched_tdt(inp, case):
+    joint = inp["joint"]
+    return _joint_step(inp, lambda e, p: swr.tdt_loss(joint(e.unsqueeze(2), p.unsqueeze(1)), *inp["labels"],
+                                                      case["durations"], blank=case["blank"]), case)
+
+
+def _make_samplewise_tdt(fused):
+    def make(inp, case):
+        joint = inp["joint"]
+        return _joint_step(inp, lambda e, p: swr.samplewise_tdt_loss(
+            e, p, joint, *inp["labels"], durations=case["durations"], blank=case["blank"],
+            max_chunk_bytes=case.get("max_chunk_bytes"), fused=fused), case)
+
+    return make
+
+
+def _make_tdt_pytorch(inp, case):
+    """NeMo's pure-PyTorch TDTLossPytorch (``loss_name: tdt_pytorch``, reduction mean_batch) on the whole
+    batch's joint output. It moves its work tensors with ``.cuda()``: a no-op on the CPU here (NeMo has no
+    TDT loss that runs on a CPU otherwise)."""
+    from nemo.collections.asr.losses.rnnt_pytorch import TDTLossPytorch
+
+    joint = inp["joint"]
+    blank = case["blank"] % case["V"]
+    loss_fn = TDTLossPytorch(blank=blank, durations=list(case["durations"]), reduction="mean_batch")
+
+    def loss(e, p):
+        logits = joint(e.unsqueeze(2), p.unsqueeze(1))
+        tg, tl, ul = inp["labels"]
+        if logits.is_cuda:
+            return loss_fn(logits.float(), tg.long(), tl.long(), ul.long())
+        cuda = torch.Tensor.cuda
+        torch.Tensor.cuda = lambda self, *a, **k: self
+        try:
+            return loss_fn(logits.float(), tg.long(), tl.long(), ul.long())
+        finally:
+            torch.Tensor.cuda = cuda
+
+    return _joint_step(inp, loss, case)
+
+
+def _tdt_pytorch_unavailable(case):
+    if importlib.util.find_spec("nemo") is None:
+        return "NeMo is not installed"
+    return None
+
+
 def _fused_unavailable(case):
     if importlib.util.find_spec("samplewise_rnnt.fused") is None:
         return "samplewise_rnnt.fused is not available"
@@ -273,6 +321,14 @@ METHODS: Dict[str, Method] = {
     "samplewise": Method("joint", _make_samplewise, description="samplewise_rnnt.samplewise_rnnt_loss"),
     "fused": Method("joint", _make_fused, _fused_unavailable,
                     description="samplewise_rnnt.samplewise_rnnt_loss(fused=True): the fused output layer"),
+    # TDT (presets with "durations")
+    "batched_tdt": Method("joint", _make_batched_tdt, description="joint on the whole batch + samplewise_rnnt.tdt_loss"),
+    "samplewise_tdt": Method("joint", _make_samplewise_tdt(False),
+                             description="samplewise_rnnt.samplewise_tdt_loss(fused=False)"),
+    "fused_tdt": Method("joint", _make_samplewise_tdt(True), _fused_unavailable,
+                        description="samplewise_rnnt.samplewise_tdt_loss(fused=True): the fused output layer"),
+    "tdt_pytorch": Method("joint", _make_tdt_pytorch, _tdt_pytorch_unavailable, max_repeats=1,
+                          description="joint on the whole batch + NeMo's TDTLossPytorch (pure PyTorch loops)"),
     "floor": Method("joint", _make_floor, _fused_unavailable,
                     description="the fused layer's matrix products alone (same tiles and dtypes): the floor"),
 }

@@ -94,4 +94,20 @@ PAPERFIT = {
     "fit": {"fit_B": [1, 2, 4, 8, 16], "check_B": 32, "target_B": 1024},
 }
 
-PRESETS = {"core": CORE, "budget": BUDGET, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER, "paperfit": PAPERFIT, "demo": DEMO}
+# TDT (NeMo's Parakeet / FastConformer-TDT loss): the engine preset's shape with durations [0, 1, 2, 3, 4]
+# (the joint returns V + 5 logits per node), NeMo's blank (the last token class), time and peak against B;
+# NeMo's pure-PyTorch TDTLossPytorch (Python loops over every node: minutes per step) at B = 1 only
+TDT = {
+    "description": "TDT: joint + loss + gradients, batched (tdt_loss) vs sample-wise vs fused, durations [0, 1, 2, "
+                   "3, 4]; half the samples at 3/4 length",
+    "level": "joint",
+    "methods": ["batched_tdt", "samplewise_tdt", "fused_tdt"],
+    "common": {"T": 200, "U": 40, "V": 1024, "Hj": 320, "He": 512, "Hp": 320, "blank": -1, "short_frac": 0.5,
+               "durations": [0, 1, 2, 3, 4]},
+    "shapes": {"cpu": [{"B": 1, "methods": ["batched_tdt", "samplewise_tdt", "fused_tdt", "tdt_pytorch"]}]
+                      + [{"B": b} for b in (2, 4, 8, 16, 32)],
+               "cuda": [{"B": b} for b in (1, 4, 16, 64, 128)]},
+    "repeats": 1,
+}
+
+PRESETS = {"core": CORE, "tdt": TDT, "budget": BUDGET, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER, "paperfit": PAPERFIT, "demo": DEMO}
