@@ -110,4 +110,16 @@ TDT = {
     "repeats": 1,
 }
 
-PRESETS = {"core": CORE, "tdt": TDT, "budget": BUDGET, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER, "paperfit": PAPERFIT, "demo": DEMO}
+# every joint-level method as a ratio to the fused layer's matrix products (the floor), one run: the shape
+# of the fused layer's first measurements (B=16, T=200, U=50, V=512, every hidden size 256, all samples full
+# length) and the engine preset's
+FLOOR = {
+    "description": "the fused layer's matrix products alone (floor) beside batched, sample-wise and fused",
+    "level": "joint",
+    "methods": ["floor", "batched_swr", "samplewise", "fused"],
+    "common": {"T": 200, "U": 50, "V": 512, "Hj": 256, "He": 256, "Hp": 256, "blank": 0, "short_frac": 0.0},
+    "shapes": {"cpu": [{"B": 16}, dict(ENGINE["common"], B=32)],
+               "cuda": [{"B": 16}, dict(ENGINE["common"], B=32)]},
+}
+
+PRESETS = {"core": CORE, "tdt": TDT, "floor": FLOOR, "budget": BUDGET, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER, "paperfit": PAPERFIT, "demo": DEMO}
