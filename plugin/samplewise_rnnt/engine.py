@@ -782,6 +782,18 @@ def _engine(encoder_out, predictor_out, joint, params, tg, tl, ul, cfg: _Cfg):
     return _SampleWise.apply(encoder_out, predictor_out, tg, tl, ul, joint, cfg, needs, lens, *params)
 
 
+def _check_module_options(joint, blank, reduction, clamp, fastemit_lambda, max_chunk_bytes, fused):
+    """The checks of the module forms' constructors (the same errors as the functions give at call time)."""
+    V_.check_reduction(reduction)
+    V_.check_scalars(clamp, fastemit_lambda)
+    V_.check_budget(max_chunk_bytes)
+    if fused is not None and not isinstance(fused, bool):
+        raise TypeError(f"fused must be None (automatic), True or False, got {type(fused).__name__} {fused!r}")
+    if not callable(joint):
+        raise TypeError(f"joint must be a module or callable, got {type(joint).__name__}")
+    V_.check_blank_type(blank)
+
+
 class SampleWiseRNNTLoss(torch.nn.Module):
     """Module form of :func:`samplewise_rnnt_loss`; ``joint`` is registered as a submodule (if a module).
 
@@ -792,14 +804,7 @@ class SampleWiseRNNTLoss(torch.nn.Module):
     def __init__(self, joint, *, blank=-1, reduction="mean", clamp=-1.0, fastemit_lambda=0.0, max_chunk_bytes=None,
                  fused=None):
         super().__init__()
-        V_.check_reduction(reduction)
-        V_.check_scalars(clamp, fastemit_lambda)
-        V_.check_budget(max_chunk_bytes)
-        if fused is not None and not isinstance(fused, bool):
-            raise TypeError(f"fused must be None (automatic), True or False, got {type(fused).__name__} {fused!r}")
-        if not callable(joint):
-            raise TypeError(f"joint must be a module or callable, got {type(joint).__name__}")
-        V_.check_blank_type(blank)
+        _check_module_options(joint, blank, reduction, clamp, fastemit_lambda, max_chunk_bytes, fused)
         self.joint = joint
         self.blank, self.reduction, self.clamp, self.fastemit_lambda = blank, reduction, clamp, fastemit_lambda
         self.max_chunk_bytes, self.fused = max_chunk_bytes, fused
@@ -854,16 +859,9 @@ class SampleWiseTDTLoss(torch.nn.Module):
     def __init__(self, joint, *, durations, blank=-1, reduction="mean", sigma=0.0, omega=0.0, clamp=-1.0,
                  fastemit_lambda=0.0, max_chunk_bytes=None, fused=None):
         super().__init__()
-        V_.check_reduction(reduction)
+        _check_module_options(joint, blank, reduction, clamp, fastemit_lambda, max_chunk_bytes, fused)
         self.durations = list(V_.check_durations(durations))
         V_.check_tdt_scalars(sigma, omega)
-        V_.check_scalars(clamp, fastemit_lambda)
-        V_.check_budget(max_chunk_bytes)
-        if fused is not None and not isinstance(fused, bool):
-            raise TypeError(f"fused must be None (automatic), True or False, got {type(fused).__name__} {fused!r}")
-        if not callable(joint):
-            raise TypeError(f"joint must be a module or callable, got {type(joint).__name__}")
-        V_.check_blank_type(blank)
         self.joint = joint
         self.blank, self.reduction, self.sigma, self.omega = blank, reduction, sigma, omega
         self.clamp, self.fastemit_lambda, self.max_chunk_bytes, self.fused = clamp, fastemit_lambda, max_chunk_bytes, fused

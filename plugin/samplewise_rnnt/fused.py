@@ -330,7 +330,7 @@ def fused_rnnt_loss(enc_proj, pred_proj, weight, bias, targets, encoder_lengths,
             ``1 / (1 - dropout)``); the mask is :func:`fused_dropout_mask` of a seed drawn from
             torch's default generator. Pass 0 in evaluation.
         blank, reduction, clamp, fastemit_lambda: as in :func:`samplewise_rnnt.rnnt_loss`.
-        max_chunk_bytes: working bytes of one group of samples (default 128 MiB on the CPU, 256 MiB
+        max_chunk_bytes: working bytes of one group of samples (default 80 MiB on the CPU, 256 MiB
             on CUDA; any positive number; a sample above it is cut into tiles of time rows;
             ``float('inf')``: the whole batch as one tile).
 

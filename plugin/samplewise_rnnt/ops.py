@@ -192,6 +192,18 @@ def _log_prob_scores(logits2d, tg, tl, ul, layout: Layout, blank):
     return lse, lpb, lpl
 
 
+def _grad_target(logits2d, layout: Layout, tl, ul, inplace):
+    """Where stage 3 writes the gradient: the logits themselves (``inplace``) or a new tensor like them;
+    rows that belong to no sample (packed layouts with gaps) are zero in either case."""
+    if inplace:
+        if layout.gaps:
+            covered = torch.zeros(logits2d.shape[0], dtype=torch.bool, device=logits2d.device)
+            covered[node_coords(layout, tl, ul)[3]] = True
+            logits2d[~covered] = 0
+        return logits2d
+    return torch.zeros_like(logits2d) if layout.gaps else torch.empty_like(logits2d)
+
+
 def _core(logits2d, tg, tl, ul, layout: Layout, blank, clamp, fastemit_lambda, want_grad, inplace=False,
           grad_scale=None, log_softmax=True):
     """The three stages on validated input (no host synchronisation). Returns (costs [B], grad or None)."""
@@ -207,16 +219,7 @@ def _core(logits2d, tg, tl, ul, layout: Layout, blank, clamp, fastemit_lambda, w
         costs = costs * (1.0 + fastemit_lambda)  # the FastEmit convention of NeMo / warp-transducer
     grad = None
     if want_grad:
-        if inplace:
-            grad = logits2d
-            if layout.gaps:  # rows that belong to no sample get a zero gradient
-                covered = torch.zeros(logits2d.shape[0], dtype=torch.bool, device=logits2d.device)
-                covered[node_coords(layout, tl, ul)[3]] = True
-                grad[~covered] = 0
-        elif layout.gaps:
-            grad = torch.zeros_like(logits2d)
-        else:
-            grad = torch.empty_like(logits2d)
+        grad = _grad_target(logits2d, layout, tl, ul, inplace)
         scale = grad_scale if grad_scale is not None else torch.empty(0, device=logits2d.device)
         C.logits_grad(logits2d, grad, lse, blank_flow, label_flow, offsets, strides, nrows, tl, ul, tg, blank,
                       float(clamp), float(fastemit_lambda), scale.float().contiguous(), mr, ms)

@@ -74,7 +74,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import torch
 
 from . import _validate as V_
-from .ops import Layout, _check_logits, _ext, _grad_times_output, _packed_layout, _sample_weights, node_coords, \
+from .ops import Layout, _check_logits, _ext, _grad_target, _grad_times_output, _packed_layout, _sample_weights, \
     padded_layout
 
 __all__ = ["tdt_loss", "TDTLoss", "tdt_loss_packed", "draw_rnnt_mode"]
@@ -162,16 +162,7 @@ def _tdt_core(logits2d, tg, tl, ul, layout: Layout, blank, durations, sigma, cla
         costs = costs * (1.0 + fastemit_lambda)
     grad = None
     if want_grad:
-        if inplace:
-            grad = logits2d
-            if layout.gaps:  # rows that belong to no sample get a zero gradient
-                covered = torch.zeros(logits2d.shape[0], dtype=torch.bool, device=logits2d.device)
-                covered[node_coords(layout, tl, ul)[3]] = True
-                grad[~covered] = 0
-        elif layout.gaps:
-            grad = torch.zeros_like(logits2d)
-        else:
-            grad = torch.empty_like(logits2d)
+        grad = _grad_target(logits2d, layout, tl, ul, inplace)
         _tdt_grad(logits2d, grad, scores, flows, tg, tl, ul, layout, blank, clamp, fastemit_lambda, grad_scale)
     return costs, grad
 

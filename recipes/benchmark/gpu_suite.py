@@ -13,7 +13,8 @@ are reported as skipped, so that the command ends inside its time limit; the ste
 Suite 1: the core op (fp32, fp16), the engine (fp32, bf16, fused), the group budget (``max_chunk_bytes``
 sweep, the default last), peak memory against B (the plot) and the demo's presets.
 Suite 2: the paper's configuration (B=1024, T=1000, U=160, V=1024): batched at B = 8 and 32, sample-wise at
-B = 8 and 1024 and the fused output layer at B = 1024, in fp32 and bf16.
+B = 8 and 1024 and the fused output layer at B = 1024, in fp32 and bf16; then (as far as the time allows)
+the TDT preset in bf16 and the floor preset.
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ SUITES = {
     "2": [
         ["--preset", "paper", "--dtype", "bfloat16"],
         ["--preset", "paper"],
+        ["--preset", "tdt", "--dtype", "bfloat16"],
+        ["--preset", "floor"],
     ],
 }
 

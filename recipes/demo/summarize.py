@@ -289,13 +289,13 @@ def main(argv=None):
                 print(f"- {LABELS.get(m, m)}: {p0:.0f} MiB at B = {b0}, {pm:.0f} at B = {bm}, {p1:.0f} at B = {b1}: "
                       f"{b1 // bm}x the samples for {p1 / pm:.1f}x the memory; {grew} the gradient buffers of the "
                       "encoder and predictor outputs (dashed line), which grow with B in every method. The samples "
-                      "go through the loss in groups that share one working-memory budget (64 MiB on the CPU, "
-                      "dotted line): more samples make more groups, not bigger ones. (One step per cell: the peak "
+                      f"go through the loss in groups that share one working-memory budget ({_cpu_budget_mib()} MiB "
+                      "on the CPU, dotted line): more samples make more groups, not bigger ones. (One step per cell: the peak "
                       "of a cell varies by some 20 % between runs with the allocator's state.)")
         if base and len(methods) > 1:
             print(f"- time x: CPU time of the step against {LABELS.get(base, base)} at the same B (CPU time, as "
-                  "wall time on a shared machine swings with the other work). The fused layer recomputes the "
-                  "joint tile by tile instead of storing it. These are the demo's small shapes (table header), "
+                  "wall time on a shared machine swings with the other work). The fused layer computes the "
+                  "joint group by group into one buffer and differentiates it by hand. These are the demo's small shapes (table header), "
                   "one step each, not the README's headline measurement.")
         print(f"\nPlots: {out / 'memory_vs_batch.png'} (memory against B), {out / 'wer_curve.png'} (WER curves)")
     plot_curves(runs, out / "wer_curve.png")
@@ -313,5 +313,13 @@ def main(argv=None):
         print(f"\nDemo finished in {args.seconds // 60} min {args.seconds % 60} s (after the set-up).")
 
 
+def _cpu_budget_mib():
+    """The engine's CPU group budget (``planner.CPU_DEFAULT_BYTES``) in MiB, as the demo ran with it."""
+    from samplewise_rnnt.planner import CPU_DEFAULT_BYTES
+
+    return CPU_DEFAULT_BYTES // 2 ** 20
+
+
 if __name__ == "__main__":
     main()
+
