@@ -116,9 +116,10 @@ class _Joint(torch.nn.Module):
         return self.o(torch.tanh(self.a(e) + self.b(p)))
 
 
-def _engine_on_cpu_and_device(joint, enc, pred, tg, tl, ul, autocast, **kw):
-    """[loss, d enc, d pred, d params...] of samplewise_rnnt_loss (blank 0) on the CPU and on DEVICE, each with a copy
-    of ``joint`` and, when ``autocast`` is a dtype, under autocast."""
+def _engine_on_cpu_and_device(joint, enc, pred, tg, tl, ul, autocast, durations=None, **kw):
+    """[loss, d enc, d pred, d params...] of samplewise_rnnt_loss (blank 0; with ``durations``
+    samplewise_tdt_loss, blank -1) on the CPU and on DEVICE, each with a copy of ``joint`` and, when
+    ``autocast`` is a dtype, under autocast."""
     import copy
 
     res = []
@@ -126,7 +127,10 @@ def _engine_on_cpu_and_device(joint, enc, pred, tg, tl, ul, autocast, **kw):
         j = copy.deepcopy(joint).to(dev)
         e, p = enc.to(dev).clone().requires_grad_(True), pred.to(dev).clone().requires_grad_(True)
         with torch.autocast(torch.device(dev).type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            loss = swr.samplewise_rnnt_loss(e, p, j, *to(dev, tg, tl, ul), blank=0, **kw)
+            if durations is None:
+                loss = swr.samplewise_rnnt_loss(e, p, j, *to(dev, tg, tl, ul), blank=0, **kw)
+            else:
+                loss = swr.samplewise_tdt_loss(e, p, j, *to(dev, tg, tl, ul), durations=durations, **kw)
         loss.backward()
         res.append([loss.detach().cpu(), e.grad.cpu(), p.grad.cpu()] + [q.grad.cpu() for q in j.parameters()])
     return res
@@ -264,6 +268,27 @@ def test_fused_output_layer_cuda_equals_cpu(autocast):
     tl = torch.tensor([10, 3, 7, 10, 1])
     ul = torch.tensor([4, 0, 2, 4, 1])
     res = _engine_on_cpu_and_device(joint, enc, pred, tg, tl, ul, autocast, fused=True)
+    tol = 1e-4 if autocast is None else 3e-2
+    for x, y in zip(res[1], res[0]):
+        torch.testing.assert_close(x.float(), y.float(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("max_chunk_bytes", [1000, None])
+def test_samplewise_tdt_cuda_equals_cpu(fused, autocast, max_chunk_bytes):
+    """samplewise_tdt_loss (generic and fused, whole groups and tiles of one sample): CUDA against CPU."""
+    torch.manual_seed(13)
+    durations = [0, 1, 2, 3, 4]
+    joint = swr.LinearJoint(8, 6, 16, 13 + len(durations), activation="tanh")
+    g = torch.Generator().manual_seed(14)
+    B, T, U = 5, 11, 4
+    enc, pred = torch.randn(B, T, 8, generator=g), torch.randn(B, U + 1, 6, generator=g)
+    tg = torch.randint(0, 12, (B, U), generator=g)
+    tl = torch.tensor([11, 3, 7, 11, 1])
+    ul = torch.tensor([4, 0, 2, 4, 1])
+    res = _engine_on_cpu_and_device(joint, enc, pred, tg, tl, ul, autocast, durations=durations, fused=fused,
+                                    max_chunk_bytes=max_chunk_bytes)
     tol = 1e-4 if autocast is None else 3e-2
     for x, y in zip(res[1], res[0]):
         torch.testing.assert_close(x.float(), y.float(), rtol=tol, atol=tol)

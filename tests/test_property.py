@@ -255,3 +255,53 @@ def test_the_suite_can_fail():
     assert abs(float(good) - float(right)) <= tol
     assert abs(float(good) - float(wrong)) > 10 * tol
     assert math.isfinite(tol) and tol < 1e-3
+
+
+@st.composite
+def tdt_cases(draw, max_B=3, max_T=6, max_U=3, max_V1=5):
+    c = draw(cases(max_B, max_T, max_U, max_V1))
+    durations = draw(st.sampled_from([(0, 1), (0, 1, 2), (0, 1, 2, 3, 4), (0, 1, 3, 7)]))
+    g = torch.Generator().manual_seed(c["T"] * 100 + c["U"] * 10 + c["V"])
+    xd = torch.randn(c["B"], c["T"], c["U"] + 1, len(durations), generator=g, dtype=torch.float64) * 2
+    c.update(x=torch.cat([c["x"], xd], -1), durations=durations)
+    return c
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(c=tdt_cases(), dtype=st.sampled_from(DTYPES), reduction=st.sampled_from(REDUCTIONS),
+       sigma=st.sampled_from([0.0, 0.05]), clamp=st.sampled_from([-1.0, 0.25]), lam=st.sampled_from([0.0, 0.1]),
+       omega=st.sampled_from([0.0, 1.0]), packed=st.booleans())
+def test_tdt_loss_against_fp64_reference(c, dtype, reduction, sigma, clamp, lam, omega, packed):
+    """tdt_loss / tdt_loss_packed against the fp64 TDT reference (bound as above, with V = V1 + D: the
+    token and the duration log-softmax of each arc)."""
+    x = c["x"].to(dtype)
+    args = (c["y"], c["tl"], c["ul"])
+    before = [x.clone()] + [a.clone() for a in args]
+    kw = dict(sigma=sigma, omega=omega, clamp=clamp, fastemit_lambda=lam)
+    tl, ul = c["tl"].long(), c["ul"].long()
+    if packed:
+        rows = [x[b, :tl[b], :ul[b] + 1].reshape(-1, x.shape[-1]) for b in range(c["B"])]
+        z = torch.cat(rows).requires_grad_(True)
+        loss = swr.tdt_loss_packed(z, *args, list(c["durations"]), c["blank"], reduction, **kw)
+    else:
+        z = x.detach().clone().requires_grad_(True)
+        loss = swr.tdt_loss(z, *args, c["durations"], c["blank"], reduction, **kw)
+    w = torch.linspace(0.5, 1.5, c["B"], dtype=torch.float64)
+    (loss.double() * (w if reduction == "none" else 1.0)).sum().backward()
+    costs, g = ref.tdt_loss_reference_with_grad(x.double(), *args, c["durations"], blank=c["blank"], sigma=sigma,
+                                                clamp=clamp, fastemit_lambda=lam, rnnt_mode=omega == 1.0)
+    truth = ref.reduce_costs(costs, ul, reduction)
+    sw = {"none": w, "sum": torch.ones(c["B"], dtype=torch.float64),
+          "mean": torch.full((c["B"],), 1.0 / c["B"], dtype=torch.float64),
+          "mean_volume": torch.full((c["B"],), 1.0 / max(1, int(ul.sum())), dtype=torch.float64)}[reduction]
+    cc = dict(c, V=c["V"] + len(c["durations"]))
+    tol = _bound(cc, dtype, x.double())
+    assert (loss.double() - truth).abs().max() <= tol * (1 + lam) * c["B"], (loss, truth)
+    gt = g * sw[:, None, None, None]
+    if packed:
+        gt = torch.cat([gt[b, :tl[b], :ul[b] + 1].reshape(-1, x.shape[-1]) for b in range(c["B"])])
+    assert z.grad.dtype == dtype
+    err = (z.grad.double() - gt).abs()
+    assert (err <= tol + torch.finfo(dtype).eps * gt.abs()).all(), float(err.max())
+    for a, b in zip([x] + list(args), before):  # never modified
+        assert torch.equal(a, b)

@@ -23,12 +23,6 @@
 
 #include "rnnt_kernels.h"
 
-#if defined(__CUDACC__)
-#define SWR_HD __host__ __device__ __forceinline__
-#else
-#define SWR_HD inline
-#endif
-
 namespace swr {
 
 template <typename acc_t>
@@ -163,6 +157,29 @@ SWR_HD void node_flows(const SampleView& s, int64_t t, int64_t u, const lat_t* a
   *blank_flow = lp_t(bf);
   *label_flow = lp_t(lf);
 }
+
+// The RNN-T lattice as a policy for the backends' lattice drivers (tdt_math.h's TdtLattice is the other):
+// alpha(), beta() and flows() of one cell, so that a driver's sweep is written once for both lattices.
+template <typename lat_t, typename lp_t>
+struct RnntLattice {
+  const lp_t* lp_blank;
+  const lp_t* lp_label;
+  lp_t* blank_flow;  // nullptr: no flows
+  lp_t* label_flow;
+
+  SWR_HD bool want_flows() const { return blank_flow != nullptr; }
+  SWR_HD lat_t alpha(const SampleView& s, int64_t t, int64_t u, const lat_t* alphas) const {
+    return alpha_cell(s, t, u, alphas, lp_blank, lp_label);
+  }
+  SWR_HD lat_t beta(const SampleView& s, int64_t t, int64_t u, const lat_t* betas) const {
+    return beta_cell(s, t, u, betas, lp_blank, lp_label);
+  }
+  SWR_HD void flows(const SampleView& s, int64_t t, int64_t u, const lat_t* alphas, const lat_t* betas,
+                    lat_t cost) const {
+    const int64_t n = s.node(t, u);
+    node_flows(s, t, u, alphas, betas, lp_blank, lp_label, cost, blank_flow + n, label_flow + n);
+  }
+};
 
 // Gradient of the cost with respect to one logit, given the node's log-sum-exp and flows
 // (label_flow already multiplied by 1 + fastemit_lambda), clamped and scaled.

@@ -1,4 +1,5 @@
-// CPU backend: the stages of core/rnnt_kernels.h as loops over the per-cell math of core/rnnt_math.h.
+// CPU backend: the stages of core/rnnt_kernels.h as loops over the per-cell math of core/rnnt_math.h and
+// core/tdt_math.h (one lattice driver, lattice_run, for both lattices).
 // Parallel over (sample, time row) for the V-wide stages and over samples for the lattice; a lattice
 // much larger than the others is swept by anti-diagonals with the cells of each diagonal in parallel.
 #include <ATen/Parallel.h>
@@ -11,6 +12,7 @@
 
 #include "../core/rnnt_kernels.h"
 #include "../core/rnnt_math.h"
+#include "../core/tdt_math.h"
 
 namespace swr {
 namespace {
@@ -53,39 +55,40 @@ void node_scores_impl(const scalar_t* logits, int64_t V, const Layout& L, int64_
   });
 }
 
-// One sample's lattice. Sequential sweeps by default; by anti-diagonals with at::parallel_for over
-// each diagonal's cells when `wavefront` (only worth it for a long diagonal and idle threads).
-template <typename acc_t>
-double lattice_one(const SampleView& s, const acc_t* lp_blank, const acc_t* lp_label, double* alphas, double* betas,
-                   bool wavefront) {
+// One sample's lattice (the cells' math: the policy Lat, core/rnnt_math.h's RnntLattice or core/tdt_math.h's
+// TdtLattice). Sequential sweeps over rows by default; by anti-diagonals with at::parallel_for over each
+// diagonal's cells when `wavefront` (only worth it for a long diagonal and idle threads). Both orders suit
+// both lattices: every predecessor of (t, u) lies in an earlier row or earlier in its row, and on an earlier
+// anti-diagonal.
+template <typename Lat>
+double lattice_one(const SampleView& s, const Lat& lat, double* alphas, double* betas, bool wavefront) {
   const int64_t T = s.T, U = s.U;
   if (!wavefront) {
     for (int64_t t = 0; t < T; ++t)
       for (int64_t u = 0; u <= U; ++u)
-        alphas[s.node(t, u)] = (t == 0 && u == 0) ? 0.0 : alpha_cell(s, t, u, alphas, lp_blank, lp_label);
+        alphas[s.node(t, u)] = (t == 0 && u == 0) ? 0.0 : lat.alpha(s, t, u, alphas);
     for (int64_t t = T - 1; t >= 0; --t)
-      for (int64_t u = U; u >= 0; --u) betas[s.node(t, u)] = beta_cell(s, t, u, betas, lp_blank, lp_label);
+      for (int64_t u = U; u >= 0; --u) betas[s.node(t, u)] = lat.beta(s, t, u, betas);
   } else {
     for (int64_t d = 0; d < T + U; ++d) {  // diagonal d holds t + u = d
       const int64_t u_lo = std::max<int64_t>(0, d - (T - 1)), u_hi = std::min<int64_t>(U, d);
       at::parallel_for(u_lo, u_hi + 1, 64, [&](int64_t b0, int64_t b1) {
-        for (int64_t u = b0; u < b1; ++u)
-          alphas[s.node(d - u, u)] = d == 0 ? 0.0 : alpha_cell(s, d - u, u, alphas, lp_blank, lp_label);
+        for (int64_t u = b0; u < b1; ++u) alphas[s.node(d - u, u)] = d == 0 ? 0.0 : lat.alpha(s, d - u, u, alphas);
       });
     }
     for (int64_t d = T + U - 1; d >= 0; --d) {
       const int64_t u_lo = std::max<int64_t>(0, d - (T - 1)), u_hi = std::min<int64_t>(U, d);
       at::parallel_for(u_lo, u_hi + 1, 64, [&](int64_t b0, int64_t b1) {
-        for (int64_t u = b0; u < b1; ++u) betas[s.node(d - u, u)] = beta_cell(s, d - u, u, betas, lp_blank, lp_label);
+        for (int64_t u = b0; u < b1; ++u) betas[s.node(d - u, u)] = lat.beta(s, d - u, u, betas);
       });
     }
   }
   return -betas[s.node(0, 0)];
 }
 
-template <typename acc_t>
-void lattice_impl(const Layout& L, const acc_t* lp_blank, const acc_t* lp_label, double* alphas, double* betas,
-                  acc_t* costs, acc_t* blank_flow, acc_t* label_flow) {
+// Every sample's lattice, costs and (when lat.want_flows()) flows.
+template <typename Lat, typename acc_t>
+void lattice_run(const Layout& L, const Lat& lat, double* alphas, double* betas, acc_t* costs) {
   // Samples in parallel; a sample whose diagonals are long while there are fewer samples than
   // threads is swept by anti-diagonals instead, each diagonal split over the threads.
   const int64_t threads = at::get_num_threads();
@@ -96,19 +99,22 @@ void lattice_impl(const Layout& L, const acc_t* lp_blank, const acc_t* lp_label,
   }
   auto finish = [&](int64_t b, bool wavefront) {
     const SampleView s = view(L, b);
-    const double cost = lattice_one(s, lp_blank, lp_label, alphas, betas, wavefront);
+    const double cost = lattice_one(s, lat, alphas, betas, wavefront);
     costs[b] = static_cast<acc_t>(cost);
-    if (blank_flow == nullptr) return;
+    if (!lat.want_flows()) return;
     for (int64_t t = 0; t < s.T; ++t)
-      for (int64_t u = 0; u <= s.U; ++u) {
-        const int64_t n = s.node(t, u);
-        node_flows(s, t, u, alphas, betas, lp_blank, lp_label, cost, blank_flow + n, label_flow + n);
-      }
+      for (int64_t u = 0; u <= s.U; ++u) lat.flows(s, t, u, alphas, betas, cost);
   };
   at::parallel_for(0, static_cast<int64_t>(small.size()), 1, [&](int64_t b0, int64_t b1) {
     for (int64_t i = b0; i < b1; ++i) finish(small[i], false);
   });
   for (int64_t b : big) finish(b, true);
+}
+
+template <typename acc_t>
+void lattice_impl(const Layout& L, const acc_t* lp_blank, const acc_t* lp_label, double* alphas, double* betas,
+                  acc_t* costs, acc_t* blank_flow, acc_t* label_flow) {
+  lattice_run(L, RnntLattice<double, acc_t>{lp_blank, lp_label, blank_flow, label_flow}, alphas, betas, costs);
 }
 
 template <typename scalar_t>
@@ -132,6 +138,75 @@ void logits_grad_impl(const scalar_t* logits, scalar_t* grad, int64_t V, const L
       const int64_t label = u < s.U ? L.targets[b * L.target_stride + u] : -1;
       const acc_t l = lse[n], bf = blank_flow[n], lf = label_flow[n] * w;
       for (int64_t v = 0; v < V; ++v)
+        g[v] = static_cast<scalar_t>(logit_grad(static_cast<acc_t>(x[v]), l, bf, lf, v == blank, v == label,
+                                                static_cast<acc_t>(clamp), sc));
+    }
+  });
+}
+
+// ---- TDT (core/tdt_math.h): rows of W = V1 + D logits, tokens then durations ----
+
+template <typename scalar_t>
+void tdt_node_scores_impl(const scalar_t* logits, int64_t V1, const Layout& L, int64_t blank, const Durations& dur,
+                          double sigma, typename Acc<scalar_t>::type* lse, typename Acc<scalar_t>::type* lp_blank,
+                          typename Acc<scalar_t>::type* lp_label, typename Acc<scalar_t>::type* lp_dur) {
+  using acc_t = typename Acc<scalar_t>::type;
+  const int64_t D = dur.D, W = V1 + D;
+  const acc_t sg = static_cast<acc_t>(sigma);
+  for_each_row(L, [&](int64_t b, int64_t t) {
+    const SampleView s = view(L, b);
+    for (int64_t u = 0; u < s.stride; ++u) {
+      const int64_t n = s.node(t, u);
+      if (t >= s.T || u > s.U) {
+        store_node_scores<acc_t>(n, false, 0, 0, 0, false, lse, lp_blank, lp_label);
+        for (int64_t i = 0; i < D; ++i) store_duration_scores<acc_t>(n, false, i, 0, 0, D, lp_dur);
+        continue;
+      }
+      const scalar_t* x = logits + n * W;
+      acc_t m = neg_inf<acc_t>(), z = 0;
+      for (int64_t v = 0; v < V1; ++v) lse_add(m, z, static_cast<acc_t>(x[v]));
+      const acc_t l = lse_value(m, z);
+      const bool has_label = u < s.U;
+      const acc_t x_label = has_label ? static_cast<acc_t>(x[L.targets[b * L.target_stride + u]]) : acc_t(0);
+      // sigma folded into the normaliser: lp = x - (lse + sigma); lse itself stays the softmax's normaliser
+      store_node_scores(n, true, l, static_cast<acc_t>(x[blank]) - sg, x_label - sg, has_label, lse, lp_blank,
+                        lp_label);
+      acc_t md = neg_inf<acc_t>(), zd = 0;
+      for (int64_t i = 0; i < D; ++i) lse_add(md, zd, static_cast<acc_t>(x[V1 + i]));
+      const acc_t ld = lse_value(md, zd);
+      for (int64_t i = 0; i < D; ++i) store_duration_scores(n, true, i, static_cast<acc_t>(x[V1 + i]), ld, D, lp_dur);
+    }
+  });
+}
+
+template <typename scalar_t>
+void tdt_logits_grad_impl(const scalar_t* logits, scalar_t* grad, int64_t V1, const Layout& L, int64_t blank,
+                          int64_t D, const typename Acc<scalar_t>::type* lse,
+                          const typename Acc<scalar_t>::type* lp_dur, const typename Acc<scalar_t>::type* blank_flow,
+                          const typename Acc<scalar_t>::type* label_flow, const typename Acc<scalar_t>::type* dur_flow,
+                          double clamp, double fastemit_lambda, const float* scale) {
+  using acc_t = typename Acc<scalar_t>::type;
+  const acc_t w = acc_t(1) + static_cast<acc_t>(fastemit_lambda);
+  const int64_t W = V1 + D;
+  for_each_row(L, [&](int64_t b, int64_t t) {
+    const SampleView s = view(L, b);
+    const acc_t sc = scale ? static_cast<acc_t>(scale[b]) : acc_t(1);
+    for (int64_t u = 0; u < s.stride; ++u) {
+      const int64_t n = s.node(t, u);
+      scalar_t* g = grad + n * W;
+      if (t >= s.T || u > s.U) {
+        std::fill(g, g + W, scalar_t(0));
+        continue;
+      }
+      const scalar_t* x = logits + n * W;
+      const int64_t label = u < s.U ? L.targets[b * L.target_stride + u] : -1;
+      const acc_t l = lse[n], bf = blank_flow[n], lf = label_flow[n] * w;
+      acc_t out = 0;
+      for (int64_t i = 0; i < D; ++i) out += dur_flow[n * D + i];
+      // the duration part first: in place, the token part below overwrites only x[0..V1)
+      for (int64_t i = 0; i < D; ++i)
+        g[V1 + i] = static_cast<scalar_t>(duration_grad(lp_dur[n * D + i], out, dur_flow[n * D + i], sc));
+      for (int64_t v = 0; v < V1; ++v)
         g[v] = static_cast<scalar_t>(logit_grad(static_cast<acc_t>(x[v]), l, bf, lf, v == blank, v == label,
                                                 static_cast<acc_t>(clamp), sc));
     }
@@ -196,6 +271,45 @@ void logits_grad_cpu(DType dt, const void* logits, void* grad, int64_t V, const 
     logits_grad_impl(static_cast<const scalar_t*>(logits), static_cast<scalar_t*>(grad), V, L, blank,
                      static_cast<const acc_t*>(lse), static_cast<const acc_t*>(blank_flow),
                      static_cast<const acc_t*>(label_flow), clamp, fastemit_lambda, scale);
+  })
+}
+
+void tdt_node_scores_cpu(DType dt, const void* logits, int64_t V1, const Layout& L, int64_t blank,
+                         const Durations& dur, double sigma, void* lse, void* lp_blank, void* lp_label, void* lp_dur) {
+  SWR_DISPATCH(dt, {
+    using acc_t = typename Acc<scalar_t>::type;
+    tdt_node_scores_impl(static_cast<const scalar_t*>(logits), V1, L, blank, dur, sigma, static_cast<acc_t*>(lse),
+                         static_cast<acc_t*>(lp_blank), static_cast<acc_t*>(lp_label), static_cast<acc_t*>(lp_dur));
+  })
+}
+
+void tdt_lattice_cpu(DType acc, const Layout& L, const Durations& dur, const void* lp_blank, const void* lp_label,
+                     const void* lp_dur, void* alphas, void* betas, void* costs, void* blank_flow, void* label_flow,
+                     void* dur_flow) {
+  auto run = [&](auto tag) {
+    using acc_t = decltype(tag);
+    const TdtLattice<double, acc_t> lat{static_cast<const acc_t*>(lp_blank), static_cast<const acc_t*>(lp_label),
+                                        static_cast<const acc_t*>(lp_dur),   dur,
+                                        static_cast<acc_t*>(blank_flow),     static_cast<acc_t*>(label_flow),
+                                        static_cast<acc_t*>(dur_flow)};
+    lattice_run(L, lat, static_cast<double*>(alphas), static_cast<double*>(betas), static_cast<acc_t*>(costs));
+  };
+  if (acc == DType::kFloat64)
+    run(double());
+  else
+    run(float());
+}
+
+void tdt_logits_grad_cpu(DType dt, const void* logits, void* grad, int64_t V1, const Layout& L, int64_t blank,
+                         int64_t D, const void* lse, const void* lp_dur, const void* blank_flow,
+                         const void* label_flow, const void* dur_flow, double clamp, double fastemit_lambda,
+                         const float* scale) {
+  SWR_DISPATCH(dt, {
+    using acc_t = typename Acc<scalar_t>::type;
+    tdt_logits_grad_impl(static_cast<const scalar_t*>(logits), static_cast<scalar_t*>(grad), V1, L, blank, D,
+                         static_cast<const acc_t*>(lse), static_cast<const acc_t*>(lp_dur),
+                         static_cast<const acc_t*>(blank_flow), static_cast<const acc_t*>(label_flow),
+                         static_cast<const acc_t*>(dur_flow), clamp, fastemit_lambda, scale);
   })
 }
 

@@ -7,6 +7,10 @@
 //  logits_grad: V > kWarpGradMaxV: one block per (time row, sample), threads over V for each node of the row
 //               (fp16/bf16 with V even: two adjacent logits per thread and access);
 //               small V: one warp per node (lanes over V), as node_scores, so that few lanes idle.
+//  TDT (core/tdt_math.h): node scores and gradient one warp per node (lanes over the V1 tokens, then over the
+//               D durations); the lattice one block per sample sweeping anti-diagonals in global memory
+//               (lattice_sweep_kernel, generic over the lattice policy: a TDT arc reaches back up to
+//               max(durations) + 1 diagonals, so the previous diagonal alone does not suffice), then the flows.
 //
 // Batches of any size: grid.y is at most 65535, so the launchers cover the samples in chunks of at most
 // kMaxGridY, each kernel adding the chunk's first sample b0 to blockIdx.y (blockIdx.x for the lattice).
@@ -21,6 +25,7 @@
 
 #include "../core/rnnt_kernels.h"
 #include "../core/rnnt_math.h"
+#include "../core/tdt_math.h"
 
 namespace swr {
 namespace {
@@ -273,6 +278,108 @@ __global__ void logits_grad_warp_kernel(const scalar_t* logits, scalar_t* grad, 
     store(g + v, logit_grad(static_cast<acc_t>(load(x + v)), l, bf, lf, v == blank, v == label, clamp, sc));
 }
 
+// ---- TDT ----
+
+// grid (ceil(max_rows * max_stride / warps), B) as node_scores_kernel; rows of W = V1 + D logits.
+template <typename scalar_t>
+__global__ void tdt_node_scores_kernel(const scalar_t* __restrict__ logits, int64_t V1, Layout L, int64_t blank,
+                                       int64_t D, typename Acc<scalar_t>::type sigma,
+                                       typename Acc<scalar_t>::type* lse, typename Acc<scalar_t>::type* lp_blank,
+                                       typename Acc<scalar_t>::type* lp_label, typename Acc<scalar_t>::type* lp_dur,
+                                       int64_t b0) {
+  using acc_t = typename Acc<scalar_t>::type;
+  WarpNode w;
+  if (!warp_node(L, b0, w)) return;
+  const int64_t b = w.b, u = w.u, n = w.n;
+  const int lane = w.lane;
+  const SampleView& s = w.s;
+  if (w.padding()) {
+    if (lane == 0) store_node_scores<acc_t>(n, false, 0, 0, 0, false, lse, lp_blank, lp_label);
+    for (int64_t i = lane; i < D; i += kWarp) store_duration_scores<acc_t>(n, false, i, 0, 0, D, lp_dur);
+    return;
+  }
+  const scalar_t* x = logits + n * (V1 + D);
+  acc_t m = neg_inf<acc_t>(), z = 0, md = neg_inf<acc_t>(), zd = 0;
+  for (int64_t v = lane; v < V1; v += kWarp) lse_add(m, z, static_cast<acc_t>(load(x + v)));
+  for (int64_t i = lane; i < D; i += kWarp) lse_add(md, zd, static_cast<acc_t>(load(x + V1 + i)));
+  for (int off = kWarp / 2; off > 0; off /= 2) {
+    const acc_t m2 = __shfl_xor_sync(0xffffffffu, m, off), z2 = __shfl_xor_sync(0xffffffffu, z, off);
+    lse_merge(m, z, m2, z2);
+    const acc_t md2 = __shfl_xor_sync(0xffffffffu, md, off), zd2 = __shfl_xor_sync(0xffffffffu, zd, off);
+    lse_merge(md, zd, md2, zd2);
+  }
+  const acc_t ld = lse_value(md, zd);
+  for (int64_t i = lane; i < D; i += kWarp)
+    store_duration_scores(n, true, i, static_cast<acc_t>(load(x + V1 + i)), ld, D, lp_dur);
+  if (lane == 0) {
+    const bool has_label = u < s.U;
+    const acc_t x_label = has_label ? static_cast<acc_t>(load(x + L.targets[b * L.target_stride + u])) : acc_t(0);
+    store_node_scores(n, true, lse_value(m, z), static_cast<acc_t>(load(x + blank)) - sigma, x_label - sigma,
+                      has_label, lse, lp_blank, lp_label);
+  }
+}
+
+// One block per sample: the alphas, then the betas, by anti-diagonals (threads over the cells of a diagonal;
+// every predecessor of a cell lies on an earlier diagonal, read from global memory after __syncthreads), then
+// the cost and, when lat.want_flows(), the flows. The cells' math is the policy Lat's (core/*_math.h).
+template <typename Lat, typename acc_t>
+__global__ void lattice_sweep_kernel(Layout L, Lat lat, double* alphas, double* betas, acc_t* costs, int64_t b0) {
+  const int64_t b = b0 + blockIdx.x;
+  const SampleView s = view(L, b);
+  const int64_t T = s.T, U = s.U;
+  for (int64_t d = 0; d < T + U; ++d) {
+    const int64_t u_lo = d - (T - 1) > 0 ? d - (T - 1) : 0, u_hi = U < d ? U : d;
+    for (int64_t u = u_lo + threadIdx.x; u <= u_hi; u += blockDim.x)
+      alphas[s.node(d - u, u)] = d == 0 ? 0.0 : lat.alpha(s, d - u, u, alphas);
+    __syncthreads();
+  }
+  for (int64_t d = T + U - 1; d >= 0; --d) {
+    const int64_t u_lo = d - (T - 1) > 0 ? d - (T - 1) : 0, u_hi = U < d ? U : d;
+    for (int64_t u = u_lo + threadIdx.x; u <= u_hi; u += blockDim.x) betas[s.node(d - u, u)] = lat.beta(s, d - u, u, betas);
+    __syncthreads();
+  }
+  const double cost = -betas[s.node(0, 0)];
+  if (threadIdx.x == 0) costs[b] = static_cast<acc_t>(cost);
+  if (!lat.want_flows()) return;
+  const int64_t cols = U + 1;
+  for (int64_t i = threadIdx.x; i < T * cols; i += blockDim.x) lat.flows(s, i / cols, i % cols, alphas, betas, cost);
+}
+
+// grid as tdt_node_scores_kernel: warp w of block x writes the gradient of node w + x * warps of sample y, lanes
+// over the D durations, then over the V1 tokens (grad may alias logits: each element is read, then written, by
+// one lane).
+template <typename scalar_t>
+__global__ void tdt_logits_grad_kernel(const scalar_t* logits, scalar_t* grad, int64_t V1, Layout L, int64_t blank,
+                                       int64_t D, const typename Acc<scalar_t>::type* __restrict__ lse,
+                                       const typename Acc<scalar_t>::type* __restrict__ lp_dur,
+                                       const typename Acc<scalar_t>::type* __restrict__ blank_flow,
+                                       const typename Acc<scalar_t>::type* __restrict__ label_flow,
+                                       const typename Acc<scalar_t>::type* __restrict__ dur_flow,
+                                       typename Acc<scalar_t>::type clamp, typename Acc<scalar_t>::type w,
+                                       const float* __restrict__ scale, int64_t b0) {
+  using acc_t = typename Acc<scalar_t>::type;
+  WarpNode node;
+  if (!warp_node(L, b0, node)) return;
+  const int64_t b = node.b, u = node.u, n = node.n, W = V1 + D;
+  const int lane = node.lane;
+  const SampleView& s = node.s;
+  scalar_t* g = grad + n * W;
+  if (node.padding()) {
+    for (int64_t v = lane; v < W; v += kWarp) store(g + v, acc_t(0));
+    return;
+  }
+  const scalar_t* x = logits + n * W;
+  const acc_t sc = scale ? static_cast<acc_t>(scale[b]) : acc_t(1);
+  acc_t out = 0;
+  for (int64_t i = 0; i < D; ++i) out += dur_flow[n * D + i];
+  for (int64_t i = lane; i < D; i += kWarp)
+    store(g + V1 + i, duration_grad(lp_dur[n * D + i], out, dur_flow[n * D + i], sc));
+  const int64_t label = u < s.U ? L.targets[b * L.target_stride + u] : -1;
+  const acc_t l = lse[n], bf = blank_flow[n], lf = label_flow[n] * w;
+  for (int64_t v = lane; v < V1; v += kWarp)
+    store(g + v, logit_grad(static_cast<acc_t>(load(x + v)), l, bf, lf, v == blank, v == label, clamp, sc));
+}
+
 template <typename F>
 void dispatch(DType dt, F f) {
   switch (dt) {
@@ -367,6 +474,70 @@ void logits_grad_cuda(DType dt, const void* logits, void* grad, int64_t V, const
     });
   });
   check(cudaGetLastError(), "logits_grad");
+}
+
+void tdt_node_scores_cuda(DType dt, const void* logits, int64_t V1, const Layout& L, int64_t blank,
+                          const Durations& dur, double sigma, void* lse, void* lp_blank, void* lp_label,
+                          void* lp_dur, void* stream) {
+  if (L.B == 0 || L.max_rows == 0) return;
+  dispatch(dt, [&](auto tag) {
+    using scalar_t = decltype(tag);
+    using acc_t = typename Acc<scalar_t>::type;
+    const int64_t nodes = L.max_rows * L.max_stride;
+    for_chunks(L.B, [&](int64_t b0, int64_t nb) {
+      dim3 grid(static_cast<unsigned>((nodes + kWarpsPerBlock - 1) / kWarpsPerBlock), static_cast<unsigned>(nb));
+      tdt_node_scores_kernel<scalar_t><<<grid, kWarp * kWarpsPerBlock, 0, static_cast<cudaStream_t>(stream)>>>(
+          static_cast<const scalar_t*>(logits), V1, L, blank, dur.D, static_cast<acc_t>(sigma),
+          static_cast<acc_t*>(lse), static_cast<acc_t*>(lp_blank), static_cast<acc_t*>(lp_label),
+          static_cast<acc_t*>(lp_dur), b0);
+    });
+  });
+  check(cudaGetLastError(), "tdt_node_scores");
+}
+
+void tdt_lattice_cuda(DType acc, const Layout& L, const Durations& dur, const void* lp_blank, const void* lp_label,
+                      const void* lp_dur, void* alphas, void* betas, void* costs, void* blank_flow, void* label_flow,
+                      void* dur_flow, void* stream) {
+  if (L.B == 0) return;
+  const int threads = L.max_stride >= 256 ? 256 : (L.max_stride >= 64 ? 128 : 32);
+  auto st = static_cast<cudaStream_t>(stream);
+  auto launch = [&](auto tag, int64_t b0, int64_t nb) {
+    using acc_t = decltype(tag);
+    const TdtLattice<double, acc_t> lat{static_cast<const acc_t*>(lp_blank), static_cast<const acc_t*>(lp_label),
+                                        static_cast<const acc_t*>(lp_dur),   dur,
+                                        static_cast<acc_t*>(blank_flow),     static_cast<acc_t*>(label_flow),
+                                        static_cast<acc_t*>(dur_flow)};
+    lattice_sweep_kernel<<<static_cast<unsigned>(nb), threads, 0, st>>>(
+        L, lat, static_cast<double*>(alphas), static_cast<double*>(betas), static_cast<acc_t*>(costs), b0);
+  };
+  for_chunks(L.B, [&](int64_t b0, int64_t nb) {
+    if (acc == DType::kFloat64)
+      launch(double(), b0, nb);
+    else
+      launch(float(), b0, nb);
+  });
+  check(cudaGetLastError(), "tdt_lattice");
+}
+
+void tdt_logits_grad_cuda(DType dt, const void* logits, void* grad, int64_t V1, const Layout& L, int64_t blank,
+                          int64_t D, const void* lse, const void* lp_dur, const void* blank_flow,
+                          const void* label_flow, const void* dur_flow, double clamp, double fastemit_lambda,
+                          const float* scale, void* stream) {
+  if (L.B == 0 || L.max_rows == 0) return;
+  dispatch(dt, [&](auto tag) {
+    using scalar_t = decltype(tag);
+    using acc_t = typename Acc<scalar_t>::type;
+    const int64_t nodes = L.max_rows * L.max_stride;
+    for_chunks(L.B, [&](int64_t b0, int64_t nb) {
+      dim3 grid(static_cast<unsigned>((nodes + kWarpsPerBlock - 1) / kWarpsPerBlock), static_cast<unsigned>(nb));
+      tdt_logits_grad_kernel<scalar_t><<<grid, kWarp * kWarpsPerBlock, 0, static_cast<cudaStream_t>(stream)>>>(
+          static_cast<const scalar_t*>(logits), static_cast<scalar_t*>(grad), V1, L, blank, D,
+          static_cast<const acc_t*>(lse), static_cast<const acc_t*>(lp_dur), static_cast<const acc_t*>(blank_flow),
+          static_cast<const acc_t*>(label_flow), static_cast<const acc_t*>(dur_flow), static_cast<acc_t>(clamp),
+          static_cast<acc_t>(1.0 + fastemit_lambda), scale, b0);
+    });
+  });
+  check(cudaGetLastError(), "tdt_logits_grad");
 }
 
 }  // namespace swr

@@ -7,6 +7,7 @@ entry point; the engine's group loop runs none of them (it validates once per ba
 """
 from __future__ import annotations
 
+import collections.abc
 import math
 import numbers
 
@@ -82,6 +83,55 @@ def check_scalars(clamp, fastemit_lambda):
     if not (math.isfinite(lam) and lam >= 0.0):
         raise ValueError(f"fastemit_lambda must be a finite number >= 0, got {fastemit_lambda!r}")
     return c, lam
+
+
+MAX_DURATIONS = 64  # csrc/core/rnnt_kernels.h: kMaxDurations
+
+
+def check_durations(durations):
+    """The TDT duration set: a non-empty list or tuple (any sequence but a string) of distinct ints
+    ``>= 0`` in ascending order that contains 0 and 1, at most 64 of them. Returns a tuple of ints.
+
+    These are NeMo's rules: its TDT loss documents that the durations "must include 0 and 1", and its
+    numba kernels (what NeMo trains with) rely on all three: they read a label of duration 0 and a
+    blank of duration 1 at fixed positions of the list and stop scanning it at the first duration
+    that is too long, so other lists would give wrong losses there rather than errors.
+    """
+    if isinstance(durations, (str, bytes)) or not isinstance(durations, collections.abc.Sequence):
+        raise TypeError(f"durations must be a list or tuple of ints, got {type(durations).__name__} {durations!r}")
+    out = []
+    for i, d in enumerate(durations):
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            raise TypeError(f"durations[{i}] must be an int, got {type(d).__name__} {d!r}")
+        if d < 0:
+            raise ValueError(f"durations[{i}] = {int(d)} is negative; durations are frame counts >= 0")
+        out.append(int(d))
+    if not out:
+        raise ValueError("durations is empty; the TDT loss needs at least the durations 0 and 1")
+    if len(out) > MAX_DURATIONS:
+        raise ValueError(f"durations has {len(out)} entries; at most {MAX_DURATIONS} are supported")
+    for i in range(1, len(out)):
+        if out[i] == out[i - 1]:
+            raise ValueError(f"durations lists {out[i]} twice: {out}")
+        if out[i] < out[i - 1]:
+            raise ValueError(f"durations must be in ascending order (as NeMo's TDT kernels assume), got {out}")
+    if out[0] != 0 or len(out) < 2 or out[1] != 1:
+        missing = [d for d in (0, 1) if d not in out]
+        raise ValueError(f"durations must contain 0 and 1 (NeMo's rule), got {out}: "
+                         f"{' and '.join(map(str, missing))} missing")
+    return tuple(out)
+
+
+def check_tdt_scalars(sigma, omega):
+    """``sigma`` (logit under-normalisation): finite and >= 0; ``omega`` (the probability of the
+    standard RNN-T loss in a call): in [0, 1]. Returns both as floats."""
+    sg = check_number("sigma", sigma)
+    if not (math.isfinite(sg) and sg >= 0.0):
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    om = check_number("omega", omega)
+    if not 0.0 <= om <= 1.0:  # also NaN
+        raise ValueError(f"omega must be a probability in [0, 1], got {omega!r}")
+    return sg, om
 
 
 def check_flag(name, x):

@@ -52,16 +52,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
 
 from . import _validate as V_
-from .ops import _core, padded_layout
-from .planner import Group, default_budget, plan_groups
+from .ops import _ext, padded_layout
+from .planner import Group, default_budget, plan_groups, split_lattice
 from .reference import reduce_costs
 
-__all__ = ["samplewise_rnnt_loss", "SampleWiseRNNTLoss"]
+__all__ = ["samplewise_rnnt_loss", "SampleWiseRNNTLoss", "samplewise_tdt_loss", "SampleWiseTDTLoss"]
 
 # largest per-sample weight of the logits-gradient for fp16 logits (see the module docstring)
 FP16_GRAD_NORM = 2.0 ** 8
@@ -88,6 +88,8 @@ class _Cfg:
     inplace_ok: bool
     autocast: tuple  # (device_type, enabled, dtype)
     owned: frozenset  # storage addresses of the caller's tensors (inputs, the joint's parameters and buffers)
+    kernels: object = None  # the loss's three stages (_RNNTKernels)
+    evaluator: object = None  # how a group's logits and backward are computed (_GenericEvaluator, fused)
 
 
 def _rng_devices(device):
@@ -194,8 +196,9 @@ class _Plan:
     """The groups, and everything the group loop needs on the device, made before the loop: each
     group's sample indices (slices of one index tensor) and, with weights, the per-sample weights."""
 
-    def __init__(self, groups: Sequence[Group], device, weights=None):
+    def __init__(self, groups: Sequence[Group], device, node_bytes, budget, weights=None):
         self.groups = list(groups)
+        self.node_bytes, self.budget = node_bytes, budget  # what the tiles of a group are cut by
         flat = [b for g in self.groups for b in g.samples]
         allidx = _to_device(flat, torch.int64, device)
         self.idx, s = [], 0
@@ -246,6 +249,58 @@ def _run_groups(plan: _Plan, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, bu
     return costs
 
 
+class _Tile(NamedTuple):
+    """A block of a group's padded ``[n, T_g, U1_g]`` lattice: samples ``b0:b1`` (group positions), time
+    rows ``t0:t1``, columns ``u0:u1``. Its nodes are contiguous in the group's node order."""
+
+    b0: int
+    b1: int
+    t0: int
+    t1: int
+    u0: int
+    u1: int
+
+    @property
+    def nodes(self):
+        return (self.b1 - self.b0) * (self.t1 - self.t0) * (self.u1 - self.u0)
+
+
+def _group_tiles(g: Group, node_bytes, budget) -> List[_Tile]:
+    """The whole group as one tile when it fits ``budget`` (always, except for a group of one sample that
+    alone exceeds it); otherwise whole time rows of each sample, or runs of nodes within a row."""
+    n = len(g.samples)
+    if budget is None or g.nodes * node_bytes <= budget:
+        return [_Tile(0, n, 0, g.T, 0, g.U1)]
+    return [_Tile(s, s + 1, t0, t1, u0, u1) for s in range(n)
+            for (t0, t1, u0, u1) in split_lattice(g.T, g.U1, node_bytes, budget)]
+
+
+class _GroupData:
+    """A group's inputs and the layouts of its tiles (small device tensors, made without synchronising)."""
+
+    def __init__(self, g: Group, idx, tl_g, ul_g, tg_g, device):
+        self.g, self.idx, self.tl, self.ul, self.tg = g, idx, tl_g, ul_g, tg_g
+        self.layout = padded_layout(len(g.samples), g.T, g.U1, device)
+        self.device = device
+
+    def node_slice(self, tile: _Tile):
+        g = self.g
+        s = (tile.b0 * g.T + tile.t0) * g.U1 + tile.u0
+        return slice(s, s + tile.nodes)
+
+    def tile_layout(self, tile: _Tile):
+        """(layout, T, U, targets) of a tile, in the tile's own node numbering."""
+        g = self.g
+        if tile == _Tile(0, len(g.samples), 0, g.T, 0, g.U1):
+            return self.layout, self.tl, self.ul, self.tg
+        nt, nu, b = tile.t1 - tile.t0, tile.u1 - tile.u0, tile.b0
+        lay = padded_layout(1, nt, nu, self.device)
+        T = (self.tl[b:b + 1] - tile.t0).clamp_(0, nt)  # frames of the sample inside the tile
+        U = self.ul[b:b + 1] - tile.u0  # < 0: the tile lies right of the sample's last column
+        tg = self.tg[b:b + 1, min(tile.u0, self.tg.shape[1]):].contiguous()
+        return lay, T, U, tg
+
+
 def _run_group(plan: _Plan, i, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, bufs, costs, retry):
     """One group. Returns None, or for fp16 logits with gradients (finite flag, RNG state, factor):
     then the gradients were added only if finite. ``retry``: (factor, last) for a recomputation, whose
@@ -274,41 +329,16 @@ def _run_group(plan: _Plan, i, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, 
         inputs.append(p.requires_grad_(True))
     pidx = [j for j, b in enumerate(bufs.params) if b is not None] if want else []
     inputs += [params[j] for j in pidx]
-    with torch.set_grad_enabled(want):  # (forward of an autograd.Function runs with grad mode off)
-        ein, pin = e.unsqueeze(2), p.unsqueeze(1)
-        logits = joint(ein, pin)
-    _check_joint_output(joint, logits, (n, g.T, g.U1, cfg.V), ein, pin)
-    layout = padded_layout(n, g.T, g.U1, device)
-    if not want or not logits.requires_grad:
-        c, _ = _core(logits.detach().reshape(-1, cfg.V), tg_g, tl_g, ul_g, layout, cfg.blank, cfg.clamp,
-                     cfg.fastemit_lambda, False)
-        costs.index_copy_(0, idx, c.to(costs.dtype))
-        return None
-    ld = logits.detach()
-    inplace = cfg.inplace_ok and _may_overwrite(logits, cfg.owned)
-    if not ld.is_contiguous():
-        ld = ld.contiguous()
-    fp64 = ld.dtype == torch.float64  # the kernels read grad_scale in fp32: scale fp64 gradients here
-    scale = plan.wdev.index_select(0, idx) * factor
-    if not fp64:
-        scale = scale.float()
-    c, grad = _core(ld.view(-1, cfg.V), tg_g, tl_g, ul_g, layout, cfg.blank, cfg.clamp, cfg.fastemit_lambda, True,
-                    inplace, None if fp64 else scale)
-    grad = grad.view(ld.shape)
-    if fp64:
-        grad.mul_(scale.view(-1, 1, 1, 1))
+    scale = None
+    if want:
+        scale = plan.wdev.index_select(0, idx) * factor
+        if scale.dtype != cfg.logits_dtype and cfg.logits_dtype != torch.float64:
+            scale = scale.float()
+    data = _GroupData(g, idx, tl_g, ul_g, tg_g, device)
+    c, grads = _evaluate(cfg, data, e, p, inputs, want, scale, plan)
     costs.index_copy_(0, idx, c.to(costs.dtype))
-    # no increment_version(logits) here: the probe established that the joint's backward does not read
-    # its output, and bumping the version of a view would make autograd replay it as an AsStrided
-    # node (a zero-filled copy of the logits)
-    del ld
-    # hand the gradient to autograd through _Handoff so that its only reference is released as soon
-    # as the joint's last layer has consumed it (with in-place gradients, the logits' storage)
-    with torch.enable_grad():
-        root = _Handoff.apply(logits, [grad])
-    del logits, grad
-    grads = list(torch.autograd.grad(root, inputs, allow_unused=True))
-    del root
+    if grads is None:
+        return None
     finite = None
     if check_finite:
         present = [x for x in grads if x is not None]
@@ -339,6 +369,206 @@ def _run_group(plan: _Plan, i, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, 
     return None
 
 
+def _evaluate(cfg: _Cfg, data: _GroupData, e, p, inputs, want, scale, plan: _Plan):
+    """The group's costs and, with ``want``, the gradients of ``sum_b scale[b] * cost_b`` with respect to
+    ``inputs`` (None entries where an input gets none; ``grads`` None when nothing needs one).
+
+    The same three stages for both evaluators (the generic joint, the fused output layer), tile by
+    tile: stage 1 (node scores) on each tile's logits, the lattice on the whole group, then stage 3
+    (the logits gradient) and the evaluator's backward on each tile. A group that is one tile keeps
+    its logits between the stages; a larger one (a single sample above the budget) computes each
+    tile's logits twice, the second time with gradients (same RNG state, so a dropout joint draws
+    the same masks)."""
+    ev, K = cfg.evaluator, cfg.kernels
+    tiles = _group_tiles(data.g, plan.node_bytes, plan.budget)
+    prep = ev.prepare(e, p, want)
+    if len(tiles) == 1:
+        tile = tiles[0]
+        lay, T, U, tgt = data.tile_layout(tile)
+        x, state = ev.logits(prep, data, tile, want)
+        if want and not ev.differentiable(x):
+            want = False  # nothing upstream of the logits needs a gradient
+        x2d = _rows(x, cfg.V)
+        scores = K.scores(x2d, lay, T, U, tgt)
+        costs, flows = K.lattice(scores, lay, T, U, want)
+        if not want:
+            return costs, None
+        acc = ev.start(prep, inputs)
+        ev.backprop(prep, data, tile, x, x2d, state, scores, flows, (lay, T, U, tgt), scale, acc)
+        return costs, ev.finish(prep, inputs, acc)
+    rng = ev.uses_rng and _get_rng(data.device)
+    scores = K.empty_scores(data.g.nodes, cfg.logits_dtype, data.device)
+    with torch.no_grad():
+        for tile in tiles:
+            x, _ = ev.logits(prep, data, tile, False)
+            for whole, part in zip(scores, K.scores(_rows(x, cfg.V), *data.tile_layout(tile))):
+                whole[data.node_slice(tile)] = part
+            del x
+    lay = data.layout
+    costs, flows = K.lattice(scores, lay, data.tl, data.ul, want)
+    if not want:
+        return costs, None
+    if ev.uses_rng:
+        _set_rng(data.device, rng)
+    acc = ev.start(prep, inputs)
+    for tile in tiles:
+        x, state = ev.logits(prep, data, tile, True)
+        if not ev.differentiable(x):
+            continue
+        sl = data.node_slice(tile)
+        ev.backprop(prep, data, tile, x, _rows(x, cfg.V), state, _sliced(scores, sl), _sliced(flows, sl),
+                    data.tile_layout(tile), scale[tile.b0:tile.b1], acc)
+        del x, state
+    return costs, ev.finish(prep, inputs, acc)
+
+
+def _sliced(arrays, sl):
+    """The rows ``sl`` of each node array of a (named) tuple, as the same kind of tuple."""
+    parts = [a[sl] for a in arrays]
+    return arrays._make(parts) if hasattr(arrays, "_make") else tuple(parts)
+
+
+def _rows(x, V):
+    """The logits as contiguous ``[nodes, V]`` rows (a view when they already are)."""
+    x = x.detach()
+    return (x if x.is_contiguous() else x.contiguous()).view(-1, V)
+
+
+class _RNNTKernels:
+    """The RNN-T loss's three stages (the core op's kernels) on a layout; what an evaluator calls."""
+
+    def __init__(self, blank, clamp, fastemit_lambda):
+        self.blank, self.clamp, self.lam = blank, clamp, fastemit_lambda
+
+    def empty_scores(self, N, logits_dtype, device):
+        acc = torch.float64 if logits_dtype == torch.float64 else torch.float32
+        return tuple(torch.empty(N, dtype=acc, device=device) for _ in range(3))
+
+    def scores(self, x2d, lay, T, U, tgt):
+        """Stage 1: (lse, lp_blank, lp_label) per node."""
+        return tuple(_ext().node_scores(x2d, lay.offsets, lay.strides, lay.nrows, T, U, tgt, self.blank, lay.max_rows,
+                                        lay.max_stride))
+
+    def lattice(self, scores, lay, T, U, want_flows):
+        """Stage 2: costs [n] (FastEmit's convention) and, with ``want_flows``, (blank_flow, label_flow)."""
+        costs, bf, lf = _ext().lattice(scores[1], scores[2], lay.offsets, lay.strides, T, U, want_flows, lay.max_rows,
+                                       lay.max_stride)
+        if self.lam:
+            costs = costs * (1.0 + self.lam)
+        return costs, (bf, lf)
+
+    def grad(self, x2d, out, scores, flows, tile_layout, scale):
+        """Stage 3: ``out`` (may be ``x2d``) = each node's logits gradient times its sample's ``scale``."""
+        lay, T, U, tgt = tile_layout
+        fp64 = x2d.dtype == torch.float64  # the kernels read the scale in fp32: scale fp64 gradients here
+        s = torch.empty(0, device=x2d.device) if fp64 else scale.float().contiguous()
+        _ext().logits_grad(x2d, out, scores[0], flows[0], flows[1], lay.offsets, lay.strides, lay.nrows, T, U, tgt,
+                           self.blank, float(self.clamp), float(self.lam), s, lay.max_rows, lay.max_stride)
+        if fp64:
+            out.view(scale.shape[0], -1).mul_(scale.view(-1, 1).to(out.dtype))
+
+
+class _TDTKernels:
+    """The TDT loss's three stages (:mod:`samplewise_rnnt.tdt`'s kernels), as :class:`_RNNTKernels`;
+    ``rnnt_mode`` is the batch's omega draw (the standard RNN-T loss of the token logits)."""
+
+    def __init__(self, blank, durations, sigma, clamp, fastemit_lambda, rnnt_mode):
+        self.blank, self.durations, self.sigma = blank, tuple(durations), sigma
+        self.clamp, self.lam, self.rnnt_mode = clamp, fastemit_lambda, rnnt_mode
+
+    def empty_scores(self, N, logits_dtype, device):
+        from .tdt import TDTScores
+
+        acc = torch.float64 if logits_dtype == torch.float64 else torch.float32
+        return TDTScores(*(torch.empty(N, dtype=acc, device=device) for _ in range(3)),
+                         torch.empty(N, len(self.durations), dtype=acc, device=device))
+
+    def scores(self, x2d, lay, T, U, tgt):
+        from .tdt import _tdt_scores
+
+        return _tdt_scores(x2d, tgt, T, U, lay, self.blank, self.durations, self.sigma, self.rnnt_mode)
+
+    def lattice(self, scores, lay, T, U, want_flows):
+        from .tdt import _tdt_lattice
+
+        costs, flows = _tdt_lattice(scores, T, U, lay, self.durations, want_flows, self.rnnt_mode)
+        if self.lam:
+            costs = costs * (1.0 + self.lam)
+        return costs, flows
+
+    def grad(self, x2d, out, scores, flows, tile_layout, scale):
+        from .tdt import _tdt_grad
+
+        lay, T, U, tgt = tile_layout
+        fp64 = x2d.dtype == torch.float64
+        _tdt_grad(x2d, out, scores, flows, tgt, T, U, lay, self.blank, self.clamp, self.lam, None if fp64 else scale)
+        if fp64:
+            out.view(scale.shape[0], -1).mul_(scale.view(-1, 1).to(out.dtype))
+
+
+class _GenericEvaluator:
+    """A group through any joint: its logits from ``joint(e, p)``, its backward by autograd, with the
+    logits' gradient written over them where the joint's backward allows it."""
+
+    uses_rng = True  # the joint may draw dropout masks
+
+    def __init__(self, joint, cfg):
+        self.joint, self.cfg = joint, cfg
+        itemsize = torch.empty((), dtype=cfg.logits_dtype).element_size()
+        self.node_bytes_grad = 2 * cfg.V * itemsize  # the logits plus the gradient the joint's backward makes
+        self.node_bytes_loss = cfg.V * itemsize
+
+    @staticmethod
+    def default_budget(device):
+        return default_budget(device)
+
+    def prepare(self, e, p, want):
+        return e, p
+
+    def logits(self, prep, data, tile, want):
+        e, p = prep
+        g = data.g
+        shape = (tile.b1 - tile.b0, tile.t1 - tile.t0, tile.u1 - tile.u0)
+        with torch.set_grad_enabled(want):  # (forward of an autograd.Function runs with grad mode off)
+            if shape != (len(g.samples), g.T, g.U1):
+                e, p = e[tile.b0:tile.b1, tile.t0:tile.t1], p[tile.b0:tile.b1, tile.u0:tile.u1]
+            ein, pin = e.unsqueeze(2), p.unsqueeze(1)
+            out = self.joint(ein, pin)
+        _check_joint_output(self.joint, out, shape + (self.cfg.V,), ein, pin)
+        return out, None
+
+    @staticmethod
+    def differentiable(x):
+        return x.requires_grad
+
+    def start(self, prep, inputs):
+        return {"inputs": inputs, "grads": None}
+
+    def backprop(self, prep, data, tile, logits, x2d, state, scores, flows, tile_layout, scale, acc):
+        cfg = self.cfg
+        inplace = cfg.inplace_ok and _may_overwrite(logits, cfg.owned) and logits.is_contiguous()
+        grad = x2d if inplace else torch.empty_like(x2d)
+        cfg.kernels.grad(x2d, grad, scores, flows, tile_layout, scale)
+        # no increment_version(logits) here: the probe established that the joint's backward does not read
+        # its output, and bumping the version of a view would make autograd replay it as an AsStrided
+        # node (a zero-filled copy of the logits)
+        del x2d
+        # hand the gradient to autograd through _Handoff so that its only reference is released as soon
+        # as the joint's last layer has consumed it (with in-place gradients, the logits' storage)
+        with torch.enable_grad():
+            root = _Handoff.apply(logits, [grad.view(logits.shape)])
+        del logits, grad
+        grads = list(torch.autograd.grad(root, acc["inputs"], allow_unused=True))
+        del root
+        if acc["grads"] is None:
+            acc["grads"] = grads
+        else:  # a group of several tiles: sum their gradients
+            acc["grads"] = [a if b is None else (b if a is None else a.add_(b)) for a, b in zip(acc["grads"], grads)]
+
+    def finish(self, prep, inputs, acc):
+        return acc["grads"] if acc["grads"] is not None else [None] * len(inputs)
+
+
 class _Handoff(torch.autograd.Function):
     """Identity root for ``torch.autograd.grad`` whose backward gives away the stored gradient of the logits."""
 
@@ -362,14 +592,14 @@ def _weights(reduction, B, ul_list):
 
 
 def _plan(enc, tl_list, ul_list, cfg: _Cfg, grad_work: bool, weights=None) -> _Plan:
-    itemsize = torch.empty((), dtype=cfg.logits_dtype).element_size()
-    bytes_per_node = cfg.V * itemsize * (2 if grad_work else 1)
+    ev = cfg.evaluator
+    bytes_per_node = ev.node_bytes_grad if grad_work else ev.node_bytes_loss
     budget = cfg.max_chunk_bytes
     if budget is None:
-        budget = default_budget(enc.device)
+        budget = ev.default_budget(enc.device)
     elif budget == float("inf"):
         budget = None
-    return _Plan(plan_groups(tl_list, ul_list, bytes_per_node, budget), enc.device, weights)
+    return _Plan(plan_groups(tl_list, ul_list, bytes_per_node, budget), enc.device, bytes_per_node, budget, weights)
 
 
 class _SampleWise(torch.autograd.Function):
@@ -381,18 +611,21 @@ class _SampleWise(torch.autograd.Function):
         ctx.cfg, ctx.joint, ctx.needs, ctx.lens = cfg, joint, needs, lens
         ctx.dtypes = (enc.dtype, pred.dtype, [p.dtype for p in params])
         ctx.recompute = cfg.reduction == "none" and need_params
-        if ctx.recompute:
-            # costs now; every gradient in backward, weighted by grad_output (same RNG and autocast state)
-            ctx.rng = _get_rng(enc.device)
-            costs = _run_groups(_plan(enc, tl_list, ul_list, cfg, False), enc, pred, joint, params, tg, tl, ul, cfg,
+        ctx.consumed = False
+        # the RNG state and the inputs, for a recomputation in backward (same RNG and autocast state, and
+        # the same groups and tiles, so that a dropout joint draws the same masks)
+        ctx.rng = _get_rng(enc.device)
+        inputs = (enc, pred, tg, tl, ul, *params)
+        if ctx.recompute:  # costs now; every gradient in backward, weighted by grad_output
+            costs = _run_groups(_plan(enc, tl_list, ul_list, cfg, True), enc, pred, joint, params, tg, tl, ul, cfg,
                                 None)
-            ctx.save_for_backward(enc, pred, tg, tl, ul, *params)
+            ctx.save_for_backward(*inputs)
             return costs
         plan = _plan(enc, tl_list, ul_list, cfg, True, _weights(cfg.reduction, B, ul_list))
         bufs = _Buffers(enc, pred, params, need_enc, need_pred, need_params)
         costs = _run_groups(plan, enc, pred, joint, params, tg, tl, ul, cfg, bufs)
-        ctx.n_params = len(params)
-        ctx.save_for_backward(*(x if x is not None else torch.empty(0) for x in [bufs.enc, bufs.pred] + bufs.params))
+        ctx.bufs = bufs  # not saved tensors: the first backward scales them in place and gives them away
+        ctx.save_for_backward(*inputs)
         return reduce_costs(costs, ul, cfg.reduction)
 
     @staticmethod
@@ -404,10 +637,19 @@ class _SampleWise(torch.autograd.Function):
         need_enc, need_pred, need_params = ctx.needs
         enc_dt, pred_dt, par_dts = ctx.dtypes
         go = grad_output if grad_output.dtype == torch.float64 else grad_output.float()
-        if ctx.recompute:
-            enc, pred, tg, tl, ul, *params = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        if ctx.recompute or ctx.consumed:
+            # reduction "none" with joint parameters, or a repeated backward through a retained graph (the
+            # first one handed the stored gradients out, scaled in place): every group again, weighted by
+            # grad_output
+            enc, pred, tg, tl, ul, *params = saved
+            if cfg.reduction == "none":
+                weights = go.double().tolist()
+            else:
+                s = float(go)
+                weights = [w * s for w in _weights(cfg.reduction, enc.shape[0], ctx.lens[1])]
             bufs = _Buffers(enc, pred, params, need_enc, need_pred, need_params)
-            plan = _plan(enc, ctx.lens[0], ctx.lens[1], cfg, True, go.double().tolist())
+            plan = _plan(enc, ctx.lens[0], ctx.lens[1], cfg, True, weights)
             dev_type, enabled, dtype = cfg.autocast
             with torch.random.fork_rng(devices=_rng_devices(enc.device)), \
                     torch.autocast(dev_type, dtype=dtype, enabled=enabled):
@@ -415,15 +657,19 @@ class _SampleWise(torch.autograd.Function):
                 _run_groups(plan, enc, pred, ctx.joint, params, tg, tl, ul, cfg, bufs)
             g_enc, g_pred, g_par = bufs.enc, bufs.pred, bufs.params
         else:
-            g_enc, g_pred, *g_par = ctx.saved_tensors
+            ctx.consumed = True
+            bufs, ctx.bufs = ctx.bufs, None
+            g_enc, g_pred, g_par = bufs.enc, bufs.pred, bufs.params
+            # scaled in place and handed out: no second tensor of the encoder output's size (autograd may
+            # adopt them as .grad; a repeated backward recomputes instead, see above)
             if cfg.reduction == "none":  # per-sample gradients were computed with unit weights
-                shape = (-1, 1, 1)
-                g_enc = g_enc * go.view(shape) if need_enc else None
-                g_pred = g_pred * go.view(shape) if need_pred else None
+                w = go.view(-1, 1, 1)
+                g_enc = g_enc.mul_(w.to(g_enc.dtype)) if need_enc else None
+                g_pred = g_pred.mul_(w.to(g_pred.dtype)) if need_pred else None
             else:
-                g_enc = g_enc * go if need_enc else None
-                g_pred = g_pred * go if need_pred else None
-                g_par = [g * go if need_params else None for g in g_par]
+                g_enc = g_enc.mul_(go.to(g_enc.dtype)) if need_enc else None
+                g_pred = g_pred.mul_(go.to(g_pred.dtype)) if need_pred else None
+                g_par = [g.mul_(go.to(g.dtype)) if need_params else None for g in g_par]
             if not need_params:
                 g_par = [None] * len(g_par)
         out_enc = g_enc.to(enc_dt) if g_enc is not None else None
@@ -463,6 +709,14 @@ def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, e
     Returns:
         the reduced loss (fp32), or per-sample losses ``[B]`` for ``reduction="none"``.
     """
+    return _joint_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths, blank, reduction,
+                       clamp, fastemit_lambda, max_chunk_bytes, fused)
+
+
+def _joint_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths, blank, reduction, clamp,
+                fastemit_lambda, max_chunk_bytes, fused, tdt=None):
+    """Validation and set-up shared by the RNN-T and the TDT entry points; ``tdt``: ``(durations, sigma,
+    omega)`` for the TDT loss (the joint's last ``len(durations)`` outputs are the duration logits)."""
     V_.check_reduction(reduction)
     clamp, fastemit_lambda = V_.check_scalars(clamp, fastemit_lambda)
     max_chunk_bytes = V_.check_budget(max_chunk_bytes)
@@ -471,37 +725,60 @@ def samplewise_rnnt_loss(encoder_out, predictor_out, joint: Callable, targets, e
         raise TypeError(f"fused must be None (automatic), True or False, got {type(fused).__name__} {fused!r}")
     if not callable(joint):
         raise TypeError(f"joint must be a module or callable, got {type(joint).__name__}")
+    from . import fused as F_
+
     if fused is None:
-        from .fused import linear_joint_spec
-
-        fused = linear_joint_spec(joint) is not None
-    if fused:  # the fused output layer (plugin/samplewise_rnnt/fused.py): no logits tensor at all
-        from .fused import fused_samplewise_rnnt_loss
-
-        return fused_samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths,
-                                          blank=blank, reduction=reduction, clamp=clamp,
-                                          fastemit_lambda=fastemit_lambda, max_chunk_bytes=max_chunk_bytes)
+        fused = F_.linear_joint_spec(joint) is not None
     B, T, _ = encoder_out.shape
     U1 = predictor_out.shape[1]
-    V, logits_dtype, inplace_ok = _probe(joint, encoder_out, predictor_out)
-    blank = V_.normalize_blank(blank, V)
-    tg, tl, ul = V_.check_lengths_and_targets(targets, encoder_lengths, target_lengths, B, T, U1 - 1, V, blank,
+    if fused:  # the fused output layer (plugin/samplewise_rnnt/fused.py): no logits tensor at all
+        spec = F_.checked_joint_spec(joint, encoder_out, predictor_out)
+        V, logits_dtype, inplace_ok, owned = spec.weight.shape[0], F_.compute_dtype(spec, encoder_out,
+                                                                                   predictor_out), True, ()
+    else:
+        V, logits_dtype, inplace_ok = _probe(joint, encoder_out, predictor_out)
+        owned = [encoder_out, predictor_out] + (list(joint.parameters()) + list(joint.buffers())
+                                                if isinstance(joint, torch.nn.Module) else [])
+    V_tokens = V
+    if tdt is not None:
+        durations, sigma, omega = tdt
+        if V <= len(durations):
+            raise ValueError(f"joint ({V_.callable_name(joint)}) returns {V} outputs per node but durations has "
+                             f"{len(durations)} entries: TDT needs V1 >= 1 token logits, then one logit per duration")
+        V_tokens = V - len(durations)
+    blank = V_.normalize_blank(blank, V_tokens)
+    tg, tl, ul = V_.check_lengths_and_targets(targets, encoder_lengths, target_lengths, B, T, U1 - 1, V_tokens, blank,
                                               encoder_out.device, length_name="encoder_lengths")
+    if tdt is None:
+        kernels = _RNNTKernels(blank, clamp, fastemit_lambda)
+    else:
+        from .tdt import draw_rnnt_mode
+
+        kernels = _TDTKernels(blank, durations, sigma, clamp, fastemit_lambda, draw_rnnt_mode(omega))
+    cfg = _Cfg(blank, reduction, clamp, fastemit_lambda, max_chunk_bytes, V, logits_dtype, inplace_ok,
+               _autocast_state(encoder_out.device), _storages(owned), kernels)
+    cfg.evaluator = F_.FusedEvaluator(spec, cfg, T, U1) if fused else _GenericEvaluator(joint, cfg)
+    return _engine(encoder_out, predictor_out, joint, _joint_params(joint), tg, tl, ul, cfg)
+
+
+def _autocast_state(device):
+    return (device.type, torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
+
+
+def _engine(encoder_out, predictor_out, joint, params, tg, tl, ul, cfg: _Cfg):
+    """The group loop on validated input, for either evaluator; ``params``: the tensors besides the two
+    inputs that receive gradients (the joint's parameters that require one)."""
+    if encoder_out.is_cuda and not _ext().cuda_built():
+        raise ValueError("encoder_out is on a CUDA device but samplewise_rnnt was built without CUDA kernels "
+                         "(rebuild with nvcc available and SWR_FORCE_CPU unset)")
     lens = (tl.tolist(), ul.tolist())  # host copies for the planner, before the group loop
-    dev_type = encoder_out.device.type
-    autocast = (dev_type, torch.is_autocast_enabled(dev_type), torch.get_autocast_dtype(dev_type))
-    params = _joint_params(joint)
-    owned = [encoder_out, predictor_out] + (list(joint.parameters()) + list(joint.buffers())
-                                            if isinstance(joint, torch.nn.Module) else [])
-    cfg = _Cfg(blank, reduction, clamp, fastemit_lambda, max_chunk_bytes, V, logits_dtype, inplace_ok, autocast,
-               _storages(owned))
     grad_on = torch.is_grad_enabled()
     needs = (grad_on and encoder_out.requires_grad, grad_on and predictor_out.requires_grad,
              grad_on and len(params) > 0)
     if not any(needs):  # validation: the loss only
         plan = _plan(encoder_out, lens[0], lens[1], cfg, False)
         costs = _run_groups(plan, encoder_out, predictor_out, joint, params, tg, tl, ul, cfg, None)
-        return reduce_costs(costs, ul, reduction)
+        return reduce_costs(costs, ul, cfg.reduction)
     return _SampleWise.apply(encoder_out, predictor_out, tg, tl, ul, joint, cfg, needs, lens, *params)
 
 
@@ -536,3 +813,69 @@ class SampleWiseRNNTLoss(torch.nn.Module):
     def extra_repr(self):
         return (f"blank={self.blank}, reduction={self.reduction!r}, clamp={self.clamp}, "
                 f"fastemit_lambda={self.fastemit_lambda}, max_chunk_bytes={self.max_chunk_bytes}, fused={self.fused}")
+
+
+def samplewise_tdt_loss(encoder_out, predictor_out, joint: Callable, targets, encoder_lengths, target_lengths, *,
+                        durations, blank=-1, reduction="mean", sigma=0.0, omega=0.0, clamp=-1.0, fastemit_lambda=0.0,
+                        max_chunk_bytes=None, fused=None):
+    """The TDT (Token-and-Duration Transducer) loss computed group by group without the logits.
+
+    Equals ``samplewise_rnnt.tdt_loss(joint(encoder_out.unsqueeze(2), predictor_out.unsqueeze(1)), targets,
+    encoder_lengths, target_lengths, durations, blank, reduction, sigma=sigma, omega=omega, clamp=clamp,
+    fastemit_lambda=fastemit_lambda)`` in value and in its gradients w.r.t. ``encoder_out``,
+    ``predictor_out`` and every parameter of ``joint``, by the same engine as
+    :func:`samplewise_rnnt_loss` (planner, groups, tiles, modes, the fused output layer): only the
+    loss's three stages differ.
+
+    Args:
+        joint: maps ``[n, T, 1, He]``, ``[n, 1, U+1, Hp]`` to ``[n, T, U+1, V1 + D]``: ``V1`` token logits
+            (labels and blank) then one logit per duration (NeMo's TDT joint, ``num_extra_outputs = D``).
+        durations (keyword): NeMo's duration list, e.g. ``[0, 1, 2, 3, 4]`` (ascending, distinct, with 0
+            and 1).
+        blank: index among the ``V1`` token classes (default ``-1``: ``V1 - 1``, NeMo's TDT blank).
+        sigma, omega, clamp, fastemit_lambda: as in :func:`samplewise_rnnt.tdt_loss` (NeMo's numba TDT
+            loss); ``omega`` is drawn once per call (the whole batch uses the standard RNN-T loss of the
+            token logits with probability ``omega``).
+        reduction, max_chunk_bytes, fused: as in :func:`samplewise_rnnt_loss`.
+    """
+    V_.check_reduction(reduction)
+    durations = V_.check_durations(durations)
+    sigma, omega = V_.check_tdt_scalars(sigma, omega)
+    return _joint_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths, blank, reduction,
+                       clamp, fastemit_lambda, max_chunk_bytes, fused, tdt=(durations, sigma, omega))
+
+
+class SampleWiseTDTLoss(torch.nn.Module):
+    """Module form of :func:`samplewise_tdt_loss` (``joint`` registered as a submodule if a module):
+    ``SampleWiseTDTLoss(joint, *, durations, blank=-1, reduction="mean", sigma=0.0, omega=0.0, clamp=-1.0,
+    fastemit_lambda=0.0, max_chunk_bytes=None, fused=None)``, called as ``loss(encoder_out, predictor_out,
+    targets, encoder_lengths, target_lengths)``."""
+
+    def __init__(self, joint, *, durations, blank=-1, reduction="mean", sigma=0.0, omega=0.0, clamp=-1.0,
+                 fastemit_lambda=0.0, max_chunk_bytes=None, fused=None):
+        super().__init__()
+        V_.check_reduction(reduction)
+        self.durations = list(V_.check_durations(durations))
+        V_.check_tdt_scalars(sigma, omega)
+        V_.check_scalars(clamp, fastemit_lambda)
+        V_.check_budget(max_chunk_bytes)
+        if fused is not None and not isinstance(fused, bool):
+            raise TypeError(f"fused must be None (automatic), True or False, got {type(fused).__name__} {fused!r}")
+        if not callable(joint):
+            raise TypeError(f"joint must be a module or callable, got {type(joint).__name__}")
+        V_.check_blank_type(blank)
+        self.joint = joint
+        self.blank, self.reduction, self.sigma, self.omega = blank, reduction, sigma, omega
+        self.clamp, self.fastemit_lambda, self.max_chunk_bytes, self.fused = clamp, fastemit_lambda, max_chunk_bytes, fused
+
+    def forward(self, encoder_out, predictor_out, targets, encoder_lengths, target_lengths):
+        return samplewise_tdt_loss(encoder_out, predictor_out, self.joint, targets, encoder_lengths, target_lengths,
+                                   durations=self.durations, blank=self.blank, reduction=self.reduction,
+                                   sigma=self.sigma, omega=self.omega, clamp=self.clamp,
+                                   fastemit_lambda=self.fastemit_lambda, max_chunk_bytes=self.max_chunk_bytes,
+                                   fused=self.fused)
+
+    def extra_repr(self):
+        return (f"durations={self.durations}, blank={self.blank}, reduction={self.reduction!r}, sigma={self.sigma}, "
+                f"omega={self.omega}, clamp={self.clamp}, fastemit_lambda={self.fastemit_lambda}, "
+                f"max_chunk_bytes={self.max_chunk_bytes}, fused={self.fused}")

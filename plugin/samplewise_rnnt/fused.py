@@ -43,8 +43,6 @@ import torch
 
 from . import _validate as V_
 from .joints import LinearJoint, canonical_activation
-from .ops import _ext, _sample_weights
-from .reference import reduce_costs
 
 __all__ = [
     "fused_rnnt_loss",
@@ -57,7 +55,7 @@ __all__ = [
     "DEFAULT_CUDA_TILE_BYTES",
 ]
 
-DEFAULT_CPU_TILE_BYTES = 64 << 20
+DEFAULT_CPU_TILE_BYTES = 128 << 20
 DEFAULT_CUDA_TILE_BYTES = 256 << 20
 
 _M32 = 0xFFFFFFFF
@@ -125,11 +123,14 @@ def _hash32(x):
 
 def _keep_block(seed, b, t0, t1, u0, u1, T, U1, J, p, device, dtype):
     """Scaled dropout mask (0 or 1/(1-p)) of elements (b, t0:t1, u0:u1, :) of a [B, T, U1, J] tensor,
-    as a [(t1-t0) * (u1-u0), J] tensor of ``dtype``."""
+    as a [len(b) * (t1-t0) * (u1-u0), J] tensor of ``dtype``; ``b`` is a sample index or a 1-D tensor
+    of them."""
+    bt = torch.as_tensor(b, dtype=torch.int64).to(device).view(-1)
     t = torch.arange(t0, t1, device=device, dtype=torch.int64)
     u = torch.arange(u0, u1, device=device, dtype=torch.int64)
     j = torch.arange(J, device=device, dtype=torch.int64)
-    idx = ((b * T + t)[:, None, None] * U1 + u[None, :, None]) * J + j[None, None, :]
+    idx = (((bt[:, None] * T + t[None, :])[:, :, None, None] * U1 + u[None, None, :, None]) * J
+           + j[None, None, None, :])
     salt = _hash32(((idx >> 32) ^ seed) & _M32)
     x = _hash32((idx & _M32) ^ salt)
     thresh = min(int(round(p * 2.0 ** 32)), 2 ** 32)
@@ -158,220 +159,158 @@ def fused_dropout_mask(seed: int, shape, p: float, device=None, dtype=torch.floa
 
 
 # ----------------------------------------------------------------------------------------------
-# the tiling
+# the fused evaluator: one more way for the engine (engine.py) to evaluate a group
 # ----------------------------------------------------------------------------------------------
-def _tiles(T_b, U1, node_bytes, budget):
-    """Tiles (t0, t1, u0, u1) of one sample's lattice: whole rows, or runs within a row."""
-    row = U1 * node_bytes
-    if row <= budget:
-        rows = min(T_b, max(1, budget // row))
-        n = -(-T_b // rows)
-        rows = -(-T_b // n)  # balance the tiles
-        return [(t0, min(T_b, t0 + rows), 0, U1) for t0 in range(0, T_b, rows)]
-    cols = max(1, budget // node_bytes)
-    n = -(-U1 // cols)
-    cols = -(-U1 // n)
-    return [(t, t + 1, u0, min(U1, u0 + cols)) for t in range(T_b) for u0 in range(0, U1, cols)]
-
-
-class _Layouts:
-    """Cache of the one-sample layouts of the tiles (offsets, strides, nrows, T, U) on a device."""
-
-    def __init__(self, device):
-        self.device, self.cache = device, {}
-
-    def get(self, nt, nu, u_rem):
-        """(offsets, strides, nrows, T, U) of a tile of nt x nu nodes, and its grid maxima (nt, nu)."""
-        key = (nt, nu, u_rem)
-        if key not in self.cache:
-            v = torch.tensor([[0], [nu], [nt], [nt], [u_rem]], dtype=torch.int64).to(self.device)
-            self.cache[key] = tuple(x.contiguous() for x in v)
-        return self.cache[key], (nt, nu)
-
-
-class _Ctx:
-    """Everything the tile loop needs, for forward and backward.
-
-    The bias is folded into the matrix products: ``hb = [hd, 1]`` ([n, J+1]) and ``Wb = [W, bias]``
-    ([V, J+1]), so ``logits = hb Wb^T`` and ``[d W, d bias] = d logits^T hb`` are one product each.
-    """
-
-    def __init__(self, f, g, W, bias, tg, tl, ul, act, p, seed, budget, blank, acc):
-        self.f, self.g, self.has_bias = f, g, bias is not None
-        self.Wb = torch.cat([W, bias[:, None]], 1) if self.has_bias else W
-        self.W = self.Wb[:, :W.shape[1]]
-        self.tg, self.act, self.p, self.seed, self.blank, self.acc = tg, act, p, seed, blank, acc
-        self.B, self.T, self.J = f.shape
-        self.U1 = g.shape[1]
-        self.V = W.shape[0]
-        self.T_all, self.U_all = tl.tolist(), ul.tolist()
-        item = f.element_size()
-        self.node_bytes = self.V * item + self.J * (4 * item + (40 if p > 0 else 0))
-        self.plan = [_tiles(self.T_all[b], self.U_all[b] + 1, self.node_bytes, budget) for b in range(self.B)]
-        sizes = [T_b * (U_b + 1) for T_b, U_b in zip(self.T_all, self.U_all)]
-        self.starts, s = [], 0
-        for n in sizes:
-            self.starts.append(s)
-            s += n
-        self.N = s
-        self.layouts = _Layouts(f.device)
-        nmax = max((t1 - t0) * (u1 - u0) for tiles in self.plan for (t0, t1, u0, u1) in tiles)
-        dev, dt = f.device, f.dtype
-        self.lbuf = torch.empty(nmax, self.V, dtype=dt, device=dev)
-        self.zbuf = torch.empty(nmax, self.J, dtype=dt, device=dev)
-        self.hbuf = torch.empty(nmax, self.J + int(self.has_bias), dtype=dt, device=dev)
-        if self.has_bias:
-            self.hbuf[:, self.J] = 1
-        self.h2buf = torch.empty(nmax, self.J, dtype=dt, device=dev) if p > 0 else None
-        self.dhbuf = None
-
-    def tiles(self, b):
-        """Per tile of sample b: (t0, t1, u0, u1, node slice, layout, grid maxima, targets)."""
-        U_b = self.U_all[b]
-        for (t0, t1, u0, u1) in self.plan[b]:
-            nt, nu = t1 - t0, u1 - u0
-            s = self.starts[b] + t0 * (U_b + 1) + u0
-            lay, maxima = self.layouts.get(nt, nu, U_b - u0)
-            yield t0, t1, u0, u1, slice(s, s + nt * nu), lay, maxima, self.tg[b:b + 1, min(u0, U_b):U_b]
-
-    def hidden(self, b, t0, t1, u0, u1):
-        """z = f + g, h = act(z), hb = [h * mask, 1] ([n, J(+1)]) and the scaled mask (or None)."""
-        nt, nu, J = t1 - t0, u1 - u0, self.J
-        n = nt * nu
-        z = self.zbuf[:n]
-        torch.add(self.f[b, t0:t1, None, :], self.g[b, None, u0:u1, :], out=z.view(nt, nu, J))
-        hb = self.hbuf[:n]
-        if self.p > 0:
-            h = _act_forward(self.act, z, self.h2buf[:n])
-            keep = _keep_block(self.seed, b, t0, t1, u0, u1, self.T, self.U1, J, self.p, z.device, z.dtype)
-            torch.mul(h, keep, out=hb[:, :J])
-        else:
-            h = _act_forward(self.act, z, hb[:, :J])
-            keep = None
-        return z, h, hb, keep
-
-    def logits(self, hb):
-        return torch.mm(hb, self.Wb.t(), out=self.lbuf[:hb.shape[0]])
-
-    def dh(self, G):
-        if self.dhbuf is None:
-            self.dhbuf = torch.empty(self.lbuf.shape[0], self.J, dtype=G.dtype, device=G.device)
-        return torch.mm(G, self.W, out=self.dhbuf[:G.shape[0]])
-
-
-def _forward_scores(c: _Ctx):
-    C = _ext()
-    lse = torch.empty(c.N, dtype=c.acc, device=c.f.device)
-    lpb = torch.empty_like(lse)
-    lpl = torch.empty_like(lse)
-    for b in range(c.B):
-        for t0, t1, u0, u1, sl, lay, mx, tgt in c.tiles(b):
-            _, _, hb, _ = c.hidden(b, t0, t1, u0, u1)
-            x = c.logits(hb)
-            l, pb, pl = C.node_scores(x, *lay, tgt.contiguous(), c.blank, *mx)
-            lse[sl], lpb[sl], lpl[sl] = l, pb, pl
-    return lse, lpb, lpl
-
-
-def _backward_grads(c: _Ctx, lse, bf, lf, w, clamp, fastemit_lambda, need):
-    """Gradients (acc dtype) of sum_b w[b] * cost_b w.r.t. f, g, W, bias (need: which of them)."""
-    C = _ext()
-    dev, acc = c.f.device, c.acc
-    gf = torch.zeros(c.B, c.T, c.J, dtype=acc, device=dev) if need[0] else None
-    gg = torch.zeros(c.B, c.U1, c.J, dtype=acc, device=dev) if need[1] else None
-    gWb = torch.zeros(c.Wb.shape, dtype=acc, device=dev) if need[2] or (need[3] and c.has_bias) else None
-    need_h = need[0] or need[1]
-    direct = c.f.dtype == acc
-    no_scale = torch.empty(0, device=dev)
-    w_all = w.tolist()
-    for b in range(c.B):
-        wb = w_all[b]
-        if wb == 0.0:
-            continue
-        for t0, t1, u0, u1, sl, lay, mx, tgt in c.tiles(b):
-            z, h, hb, keep = c.hidden(b, t0, t1, u0, u1)
-            G = c.logits(hb)
-            C.logits_grad(G, G, lse[sl], bf[sl], lf[sl], *lay, tgt.contiguous(), c.blank, clamp, fastemit_lambda,
-                          no_scale, *mx)
-            if gWb is not None:
-                if direct:
-                    gWb.addmm_(G.t(), hb, alpha=wb)
-                else:
-                    gWb.add_(torch.mm(G.t(), hb), alpha=wb)
-            if need_h:
-                dh = c.dh(G)
-                if keep is not None:
-                    dh.mul_(keep)
-                dz = _act_backward(c.act, dh, z, h).view(t1 - t0, u1 - u0, c.J)
-                if gf is not None:
-                    gf[b, t0:t1].add_(dz.sum(1, dtype=acc), alpha=wb)
-                if gg is not None:
-                    gg[b, u0:u1].add_(dz.sum(0, dtype=acc), alpha=wb)
-    gW = gb = None
-    if gWb is not None:
-        gW = gWb[:, :c.J] if need[2] else None
-        gb = gWb[:, c.J] if need[3] and c.has_bias else None
-    return gf, gg, gW, gb
-
-
-def _compute_dtype(tensors, device):
-    if torch.is_autocast_enabled(device.type):
-        return torch.get_autocast_dtype(device.type)
-    dt = tensors[0].dtype
-    for x in tensors[1:]:
-        dt = torch.promote_types(dt, x.dtype)
+def compute_dtype(spec, encoder_out, predictor_out):
+    """The dtype the tiles run in: autocast's when it is on, else the promotion of the projections'
+    inputs and weights and the output layer's."""
+    dev = encoder_out.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    dt = torch.promote_types(encoder_out.dtype, predictor_out.dtype)
+    for x in (spec.weight, spec.bias, getattr(spec.lin_enc, "weight", None), getattr(spec.lin_dec, "weight", None)):
+        if isinstance(x, torch.Tensor):
+            dt = torch.promote_types(dt, x.dtype)
     return dt
 
 
-class _FusedRNNTLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, enc_proj, pred_proj, weight, bias, tg, tl, ul, opts):
-        blank, reduction, clamp, fastemit_lambda, act, p, budget, grad_enabled = opts
-        dev = enc_proj.device
-        cdt = _compute_dtype([enc_proj, pred_proj, weight] + ([bias] if bias is not None else []), dev)
-        acc = torch.float64 if cdt == torch.float64 else torch.float32
-        seed = draw_dropout_seed() if p > 0 else 0
-        want_grad = grad_enabled and any(ctx.needs_input_grad[:4])  # no gradient work under no_grad
-        with torch.autocast(dev.type, enabled=False):
-            c = _Ctx(enc_proj.to(cdt), pred_proj.to(cdt), weight.to(cdt), None if bias is None else bias.to(cdt),
-                     tg, tl, ul, act, p, seed, budget, blank, acc)
-            lse, lpb, lpl = _forward_scores(c)
-            offsets = torch.tensor(c.starts, dtype=torch.int64).to(dev)
-            costs, bf, lf = _ext().lattice(lpb, lpl, offsets, (ul + 1).contiguous(), tl, ul, want_grad,
-                                           max(c.T_all), max(c.U_all) + 1)
-            if fastemit_lambda:
-                costs = costs * (1.0 + fastemit_lambda)  # ops.py's FastEmit cost convention (NeMo / warp-transducer)
-        del c, lpb, lpl
-        ctx.opts, ctx.seed, ctx.cdt, ctx.acc = opts, seed, cdt, acc
-        ctx.has_bias = bias is not None
-        ctx.dtypes = (enc_proj.dtype, pred_proj.dtype, weight.dtype, None if bias is None else bias.dtype)
-        if want_grad:
-            ctx.save_for_backward(enc_proj, pred_proj, weight, bias, tg, tl, ul, lse, bf, lf)
-        return reduce_costs(costs, ul, reduction)
+class FusedEvaluator:
+    """A group of the engine's loop through a Linear-act-Linear joint, without a logits tensor beyond
+    one tile: the group's projections ``f = lin_enc(e)``, ``g = lin_dec(p)`` with autograd; per tile
+    ``z = f + g``, ``h = act(z)`` (dropout: a counter-based mask), ``logits = [h, 1] [W, b]^T`` into a
+    reused buffer; backward by hand (``d [W, b] += G^T [h, 1]``, ``d h = G W``, ``d z = act'(z) d h``,
+    ``d f = sum_u d z``, ``d g = sum_t d z``) and by autograd through the two projections.
+
+    The bias is folded into the products: ``hb = [h * mask, 1]`` ([n, J+1]) and ``Wb = [W, bias]``
+    ([V, J+1]), so ``logits = hb Wb^T`` and ``[d W, d bias] = d logits^T hb`` are one product each.
+    """
+
+    uses_rng = False  # the dropout mask is a hash of the element's position and a seed drawn once
+
+    def __init__(self, spec: "LinearJointSpec", cfg, T_full, U1_full):
+        self.spec, self.kernels = spec, cfg.kernels
+        self.cdt = cfg.logits_dtype
+        self.acc = torch.float64 if self.cdt == torch.float64 else torch.float32
+        W = spec.weight.detach()
+        self.has_bias = spec.bias is not None
+        Wb = torch.cat([W, spec.bias.detach()[:, None].to(W.dtype)], 1) if self.has_bias else W
+        self.Wb = Wb.to(self.cdt)
+        self.V, self.J = W.shape
+        self.W = self.Wb[:, :self.J]
+        self.act, self.p = spec.activation, spec.dropout
+        self.seed = draw_dropout_seed() if self.p > 0 else 0  # before anything else draws from the RNG
+        self.T_full, self.U1_full = T_full, U1_full
+        item = torch.empty((), dtype=self.cdt).element_size()
+        # per node: the logits, z, [h, 1], d h (and for dropout h before the mask and the mask)
+        self.node_bytes_grad = self.V * item + self.J * (3 * item + (2 * item if self.p > 0 else 0)) + item
+        self.node_bytes_loss = self.node_bytes_grad
+        self._bufs = {}
 
     @staticmethod
-    def backward(ctx, grad_output):
-        enc_proj, pred_proj, weight, bias, tg, tl, ul, lse, bf, lf = ctx.saved_tensors
-        blank, reduction, clamp, fastemit_lambda, act, p, budget, _ = ctx.opts
-        cdt, acc = ctx.cdt, ctx.acc
-        need = tuple(ctx.needs_input_grad[:4])
-        w = _sample_weights(grad_output.detach(), reduction, tl.shape[0], ul, acc)
-        with torch.no_grad(), torch.autocast(enc_proj.device.type, enabled=False):
-            c = _Ctx(enc_proj.to(cdt), pred_proj.to(cdt), weight.to(cdt), None if bias is None else bias.to(cdt),
-                     tg, tl, ul, act, p, ctx.seed, budget, blank, acc)
-            grads = _backward_grads(c, lse, bf, lf, w, clamp, fastemit_lambda, need)
-        out = [None if g is None else g.to(dt) for g, dt in zip(grads, ctx.dtypes)]
-        return out[0], out[1], out[2], out[3], None, None, None, None
-
-
-def _check_budget(max_chunk_bytes, device):
-    """The tile budget in bytes: the default for ``None``, no limit (one tile per sample) for inf."""
-    budget = V_.check_budget(max_chunk_bytes)
-    if budget is None:
+    def default_budget(device):
         return DEFAULT_CUDA_TILE_BYTES if device.type == "cuda" else DEFAULT_CPU_TILE_BYTES
-    if budget == float("inf"):
-        return 1 << 62
-    return budget
+
+    def _buf(self, name, n, cols):
+        b = self._bufs.get(name)
+        if b is None or b.shape[0] < n:
+            b = torch.empty(n, cols, dtype=self.cdt, device=self.Wb.device)
+            if name == "hb" and self.has_bias:
+                b[:, self.J] = 1
+            self._bufs[name] = b
+        return b[:n]
+
+    def prepare(self, e, p, want):
+        spec = self.spec
+        name = spec.joint if isinstance(spec.joint, str) else V_.callable_name(spec.joint)
+        projected = []
+        with torch.set_grad_enabled(want):
+            for what, x, lin in (("encoder_out", e, spec.lin_enc), ("predictor_out", p, spec.lin_dec)):
+                try:
+                    projected.append(lin(x))
+                except (RuntimeError, TypeError) as exc:
+                    raise ValueError(f"the joint ({name}) failed to project {what} (shape {tuple(x.shape)}, dtype "
+                                     f"{str(x.dtype).replace('torch.', '')}): {exc}") from exc
+        f, g = projected
+        for what, x, y in (("encoder_out", e, f), ("predictor_out", p, g)):
+            if y.shape != x.shape[:2] + (self.J,):
+                raise ValueError(f"the joint ({name}) projected {what} {tuple(x.shape)} to {tuple(y.shape)}; "
+                                 f"expected {tuple(x.shape[:2]) + (self.J,)} (J = the output layer's width)")
+        with torch.autocast(e.device.type, enabled=False):
+            return f, g, f.detach().to(self.cdt), g.detach().to(self.cdt)
+
+    def logits(self, prep, data, tile, want):
+        _, _, fd, gd = prep
+        b0, b1, t0, t1, u0, u1 = tile
+        nb, nt, nu, J = b1 - b0, t1 - t0, u1 - u0, self.J
+        n = nb * nt * nu
+        with torch.no_grad(), torch.autocast(fd.device.type, enabled=False):
+            z = self._buf("z", n, J)
+            torch.add(fd[b0:b1, t0:t1, None, :], gd[b0:b1, None, u0:u1, :], out=z.view(nb, nt, nu, J))
+            hb = self._buf("hb", n, J + int(self.has_bias))
+            if self.p > 0:
+                h = _act_forward(self.act, z, self._buf("h", n, J))
+                keep = _keep_block(self.seed, data.idx[b0:b1], t0, t1, u0, u1, self.T_full, self.U1_full, J, self.p,
+                                   z.device, z.dtype)
+                torch.mul(h, keep, out=hb[:, :J])
+            else:
+                h = _act_forward(self.act, z, hb[:, :J])
+                keep = None
+            x = torch.mm(hb, self.Wb.t(), out=self._buf("x", n, self.V))
+        return x, (z, h, hb, keep)
+
+    @staticmethod
+    def differentiable(x):
+        return True
+
+    def start(self, prep, inputs):
+        f, g = prep[0], prep[1]
+        dev = f.device
+        need_wb = any(x is self.spec.weight or x is self.spec.bias for x in inputs)
+        return {
+            "f": torch.zeros(f.shape, dtype=self.acc, device=dev) if f.requires_grad else None,
+            "g": torch.zeros(g.shape, dtype=self.acc, device=dev) if g.requires_grad else None,
+            "Wb": torch.zeros(self.Wb.shape, dtype=self.acc, device=dev) if need_wb else None,
+        }
+
+    def backprop(self, prep, data, tile, x, x2d, state, scores, flows, tile_layout, scale, acc):
+        z, h, hb, keep = state
+        b0, b1, t0, t1, u0, u1 = tile
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+            self.kernels.grad(x2d, x2d, scores, flows, tile_layout, scale)  # G, in place, times each weight
+            G = x2d
+            if acc["Wb"] is not None:
+                if self.cdt == self.acc:
+                    acc["Wb"].addmm_(G.t(), hb)
+                else:
+                    acc["Wb"].add_(torch.mm(G.t(), hb))
+            if acc["f"] is None and acc["g"] is None:
+                return
+            dh = torch.mm(G, self.W, out=self._buf("dh", G.shape[0], self.J))
+            if keep is not None:
+                dh.mul_(keep)
+            dz = _act_backward(self.act, dh, z, h).view(b1 - b0, t1 - t0, u1 - u0, self.J)
+            if acc["f"] is not None:
+                acc["f"][b0:b1, t0:t1].add_(dz.sum(2, dtype=self.acc))
+            if acc["g"] is not None:
+                acc["g"][b0:b1, u0:u1].add_(dz.sum(1, dtype=self.acc))
+
+    def finish(self, prep, inputs, acc):
+        f, g = prep[0], prep[1]
+        W, bias = self.spec.weight, self.spec.bias
+        out = [None] * len(inputs)
+        for k, x in enumerate(inputs):
+            if x is W:
+                out[k] = acc["Wb"][:, :self.J]
+            elif bias is not None and x is bias:
+                out[k] = acc["Wb"][:, self.J]
+        roots = [(y, acc[key]) for y, key in ((f, "f"), (g, "g")) if acc[key] is not None]
+        rest = [k for k, x in enumerate(inputs) if out[k] is None and not (x is W or (bias is not None and x is bias))]
+        if roots and rest:
+            gs = torch.autograd.grad([y for y, _ in roots], [inputs[k] for k in rest],
+                                     [d.to(y.dtype) for y, d in roots], allow_unused=True)
+            for k, gk in zip(rest, gs):
+                out[k] = gk
+        return out
 
 
 def fused_rnnt_loss(enc_proj, pred_proj, weight, bias, targets, encoder_lengths, target_lengths, *, activation="tanh",
@@ -391,13 +330,16 @@ def fused_rnnt_loss(enc_proj, pred_proj, weight, bias, targets, encoder_lengths,
             ``1 / (1 - dropout)``); the mask is :func:`fused_dropout_mask` of a seed drawn from
             torch's default generator. Pass 0 in evaluation.
         blank, reduction, clamp, fastemit_lambda: as in :func:`samplewise_rnnt.rnnt_loss`.
-        max_chunk_bytes: working bytes of one tile (default 64 MiB on the CPU, 256 MiB on CUDA; any
-            positive number; ``float('inf')``: one tile per sample).
+        max_chunk_bytes: working bytes of one group of samples (default 128 MiB on the CPU, 256 MiB
+            on CUDA; any positive number; a sample above it is cut into tiles of time rows;
+            ``float('inf')``: the whole batch as one tile).
 
     Options after the tensors are keyword only; ``blank`` defaults to ``-1`` (the last class).
 
     The four tensors get gradients through autograd (accumulated in fp32, fp64 for fp64). Under
     autocast the tiles run in the autocast dtype. Returns the reduced loss (fp32; fp64 for fp64).
+    Computed by the sample-wise engine's group loop (:mod:`samplewise_rnnt.engine`) with the fused
+    evaluator, projections being the identity.
     """
     V_.check_reduction(reduction)
     clamp, fastemit_lambda = V_.check_scalars(clamp, fastemit_lambda)
@@ -417,16 +359,23 @@ def fused_rnnt_loss(enc_proj, pred_proj, weight, bias, targets, encoder_lengths,
     act = _check_activation(activation)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-    budget = _check_budget(max_chunk_bytes, dev)
+    budget = V_.check_budget(max_chunk_bytes)
     blank = V_.normalize_blank(blank, Vn)
     tg, tl, ul = V_.check_lengths_and_targets(targets, encoder_lengths, target_lengths, B, T,
                                               pred_proj.shape[1] - 1, Vn, blank, dev,
                                               length_name="encoder_lengths")
-    if dev.type == "cuda" and not _ext().cuda_built():
-        raise ValueError("enc_proj is on a CUDA device but samplewise_rnnt was built without CUDA kernels")
-    opts = (blank, reduction, float(clamp), float(fastemit_lambda), act, float(dropout), budget,
-            torch.is_grad_enabled())
-    return _FusedRNNTLoss.apply(enc_proj, pred_proj, weight, bias, tg, tl, ul, opts)
+    from . import engine as E_
+
+    spec = LinearJointSpec(_identity, _identity, weight, bias, act, float(dropout), "fused_rnnt_loss")
+    cfg = E_._Cfg(blank, reduction, clamp, fastemit_lambda, budget, Vn, compute_dtype(spec, enc_proj, pred_proj),
+                  True, E_._autocast_state(dev), frozenset(), E_._RNNTKernels(blank, clamp, fastemit_lambda))
+    cfg.evaluator = FusedEvaluator(spec, cfg, T, pred_proj.shape[1])
+    params = [x for x in (weight, bias) if x is not None and x.requires_grad]
+    return E_._engine(enc_proj, pred_proj, None, params, tg, tl, ul, cfg)
+
+
+def _identity(x):
+    return x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -444,6 +393,7 @@ class LinearJointSpec:
     bias: Optional[torch.Tensor]
     activation: Union[str, Callable]
     dropout: float
+    joint: object = None  # the joint it came from (for messages)
 
 
 def _activation_of(module):
@@ -524,21 +474,14 @@ def linear_joint_spec(joint) -> Optional[LinearJointSpec]:
     return LinearJointSpec(enc, pred, layers[-1].weight, layers[-1].bias, _activation_of(layers[0]), p)
 
 
-def fused_samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths, *,
-                               blank=-1, reduction="mean", clamp=-1.0, fastemit_lambda=0.0, max_chunk_bytes=None):
-    """:func:`samplewise_rnnt.samplewise_rnnt_loss` for a Linear-act-Linear joint, without the logits.
-
-    Applies the joint's two projections to ``encoder_out`` [B, T, He] and ``predictor_out``
-    [B, U+1, Hp] (with autograd, so their parameters get gradients) and calls
-    :func:`fused_rnnt_loss` with the joint's output layer. Raises ValueError naming the joint's
-    type when :func:`linear_joint_spec` does not recognise it.
-    """
+def checked_joint_spec(joint, encoder_out, predictor_out) -> LinearJointSpec:
+    """:func:`linear_joint_spec` of ``joint``, checked against the two inputs (widths, devices); a
+    ValueError naming the joint's type when it has no structure the fused path can use."""
     spec = linear_joint_spec(joint)
     if spec is None:
         raise ValueError(f"joint of type {V_.callable_name(joint)} has no Linear-act-Linear "
                          "structure the fused output layer can use (LinearJoint, ESPnet's JointNetwork or NeMo's "
                          "RNNTJoint); use fused=False")
-    V_.check_frames_and_steps("encoder_out", encoder_out, "predictor_out", predictor_out)
     for name, x, lin in (("encoder_out", encoder_out, spec.lin_enc), ("predictor_out", predictor_out, spec.lin_dec)):
         width = getattr(lin, "in_features", None)
         if width is not None and x.shape[-1] != width:
@@ -548,15 +491,19 @@ def fused_samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encod
         if isinstance(w, torch.Tensor) and w.device != x.device:
             raise ValueError(f"the joint ({V_.callable_name(joint)}) is on {w.device} but "
                              f"{name} is on {x.device}; move the joint to {x.device}")
-    jname = V_.callable_name(joint)
-    projected = []
-    for name, x, lin in (("encoder_out", encoder_out, spec.lin_enc), ("predictor_out", predictor_out, spec.lin_dec)):
-        try:
-            projected.append(lin(x))
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"the joint ({jname}) failed to project {name} (shape {tuple(x.shape)}, dtype "
-                             f"{str(x.dtype).replace('torch.', '')}): {exc}") from exc
-    f, g = projected
-    return fused_rnnt_loss(f, g, spec.weight, spec.bias, targets, encoder_lengths, target_lengths,
-                           activation=spec.activation, dropout=spec.dropout, blank=blank, reduction=reduction,
-                           clamp=clamp, fastemit_lambda=fastemit_lambda, max_chunk_bytes=max_chunk_bytes)
+    if spec.weight.device != encoder_out.device:
+        raise ValueError(f"the joint ({V_.callable_name(joint)}) is on {spec.weight.device} but encoder_out is on "
+                         f"{encoder_out.device}; move the joint to {encoder_out.device}")
+    return dataclasses.replace(spec, joint=joint)
+
+
+def fused_samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths, *,
+                               blank=-1, reduction="mean", clamp=-1.0, fastemit_lambda=0.0, max_chunk_bytes=None):
+    """:func:`samplewise_rnnt.samplewise_rnnt_loss` with ``fused=True``: a Linear-act-Linear joint,
+    without the logits. Raises ValueError naming the joint's type when :func:`linear_joint_spec` does
+    not recognise it."""
+    from .engine import samplewise_rnnt_loss
+
+    return samplewise_rnnt_loss(encoder_out, predictor_out, joint, targets, encoder_lengths, target_lengths,
+                                blank=blank, reduction=reduction, clamp=clamp, fastemit_lambda=fastemit_lambda,
+                                max_chunk_bytes=max_chunk_bytes, fused=True)

@@ -308,28 +308,35 @@ class _RNNTLossFunction(torch.autograd.Function):
             x = logits.detach().reshape(-1, logits.shape[-1])
             _, grad = _core(x if x.is_contiguous() else x.contiguous(), tg, tl, ul, layout, blank, clamp, lam, True,
                             grad_scale=_RNNTLossFunction._scale(ctx, ctx.reduction, tl, ul), log_softmax=log_softmax)
-        B = ul.shape[0]
-        nones = (None,) * 10
-        if ctx.prescaled:
-            if not (grad_output.device.type == "cpu" and float(grad_output) == 1.0):
-                if grad.dtype == torch.float16:  # a grad scaler's 2**16 does not fit fp16: multiply in fp32
-                    grad.copy_(grad.float() * grad_output.float())
-                else:
-                    grad.mul_(grad_output.to(grad.dtype))
-            return (grad.view(ctx.shape),) + nones
-        w = _sample_weights(grad_output, ctx.reduction, B, ul,
-                            torch.float64 if grad.dtype == torch.float64 else torch.float32)
-        if ctx.packed:
-            rows = torch.zeros(grad.shape[0], dtype=w.dtype, device=grad.device)
-            b, _, _, row = node_coords(layout, tl, ul)
-            rows[row] = w[b]
-            grad.mul_(rows[:, None].to(grad.dtype))
-        elif grad.dtype == torch.float16:
-            gv = grad.view(B, -1)
-            gv.copy_(gv.float() * w[:, None])
-        else:
-            grad.view(B, -1).mul_(w[:, None].to(grad.dtype))
-        return (grad.view(ctx.shape),) + nones
+        grad = _grad_times_output(grad, grad_output, ctx.reduction, ctx.prescaled, ctx.packed, layout, tl, ul)
+        return (grad.view(ctx.shape),) + (None,) * 10
+
+
+def _grad_times_output(grad, grad_output, reduction, prescaled, packed, layout, tl, ul):
+    """The backward of a loss whose forward left per-sample gradients ``grad`` (``[N, W]`` rows of the
+    layout): multiplied in place by ``grad_output`` and, unless the kernel already applied them
+    (``prescaled``), by the reduction's per-sample weights. fp16 is multiplied in fp32 (a grad scaler's
+    2**16 does not fit fp16). Returns ``grad``."""
+    if prescaled:
+        if not (grad_output.device.type == "cpu" and float(grad_output) == 1.0):
+            if grad.dtype == torch.float16:
+                grad.copy_(grad.float() * grad_output.float())
+            else:
+                grad.mul_(grad_output.to(grad.dtype))
+        return grad
+    B = ul.shape[0]
+    w = _sample_weights(grad_output, reduction, B, ul, torch.float64 if grad.dtype == torch.float64 else torch.float32)
+    if packed:
+        rows = torch.zeros(grad.shape[0], dtype=w.dtype, device=grad.device)
+        b, _, _, row = node_coords(layout, tl, ul)
+        rows[row] = w[b]
+        grad.mul_(rows[:, None].to(grad.dtype))
+    elif grad.dtype == torch.float16:
+        gv = grad.view(B, -1)
+        gv.copy_(gv.float() * w[:, None])
+    else:
+        grad.view(B, -1).mul_(w[:, None].to(grad.dtype))
+    return grad
 
 
 def rnnt_loss(logits, targets, logit_lengths, target_lengths, blank=-1, clamp=-1, reduction="mean",

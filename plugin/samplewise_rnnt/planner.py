@@ -9,8 +9,9 @@ while the group's working memory fits ``max_chunk_bytes``. A group is evaluated 
     n * T_g * (U_g + 1) * bytes_per_node,   bytes_per_node = 2 * V * itemsize(logits)
 
 (the logits, whose gradient the core op writes over them, plus the gradient the joint's backward
-produces from them). A sample larger than the budget runs alone; ``max_chunk_bytes=1`` therefore
-means strictly one sample at a time.
+produces from them; the fused output layer has its own ``bytes_per_node``). A sample larger than the
+budget runs alone, cut by :func:`split_lattice` into tiles of whole time rows (or runs of nodes within
+a row) that each fit the budget; ``max_chunk_bytes=1`` therefore means strictly one sample at a time.
 
 Default budget (``max_chunk_bytes=None``): on CUDA, 1/8 of the device's free memory, at most 2 GiB
 (the GPU is saturated well before that); on the CPU a fixed :data:`CPU_DEFAULT_BYTES` (grouping
@@ -23,9 +24,10 @@ from typing import List, Optional, Sequence
 
 import torch
 
-__all__ = ["Group", "plan_groups", "default_budget", "CPU_DEFAULT_BYTES", "CUDA_FREE_FRACTION", "CUDA_MAX_BYTES"]
+__all__ = ["Group", "plan_groups", "split_lattice", "default_budget", "CPU_DEFAULT_BYTES", "CUDA_FREE_FRACTION",
+           "CUDA_MAX_BYTES"]
 
-CPU_DEFAULT_BYTES = 64 * 2 ** 20
+CPU_DEFAULT_BYTES = 128 * 2 ** 20
 CUDA_FREE_FRACTION = 1 / 8
 CUDA_MAX_BYTES = 2 * 2 ** 30
 
@@ -77,3 +79,19 @@ def plan_groups(T: Sequence[int], U: Sequence[int], bytes_per_node: int, max_chu
     if cur:
         groups.append(Group(cur, gT, gU1))
     return groups
+
+
+def split_lattice(T: int, U1: int, node_bytes: int, budget: int):
+    """Tiles ``(t0, t1, u0, u1)`` of a ``T x U1`` lattice of ``node_bytes`` per node under ``budget``:
+    blocks of whole time rows when one row fits, else runs of nodes within each row; the tiles are
+    balanced (equal sizes up to one row or node)."""
+    row = U1 * node_bytes
+    if row <= budget:
+        rows = min(T, max(1, budget // row))
+        n = -(-T // rows)
+        rows = -(-T // n)
+        return [(t0, min(T, t0 + rows), 0, U1) for t0 in range(0, T, rows)]
+    cols = max(1, budget // node_bytes)
+    n = -(-U1 // cols)
+    cols = -(-U1 // n)
+    return [(t, t + 1, u0, min(U1, u0 + cols)) for t in range(T) for u0 in range(0, U1, cols)]

@@ -31,7 +31,8 @@ def build_cases(preset: dict, devices: List[str], dtype: str, repeats: int, max_
             for name in names:
                 case = dict(preset["common"], **shape)
                 case.update(method=name, device=device, dtype=dtype, level=preset["level"],
-                            repeats=preset.get("repeats", repeats) if repeats is None else repeats)
+                            repeats=preset.get("repeats", repeats) if repeats is None else repeats,
+                            phases=bool(preset.get("phases")))
                 if max_chunk_bytes is not None:
                     case["max_chunk_bytes"] = max_chunk_bytes
                 cases.append(case)
@@ -80,6 +81,8 @@ def method_str(case):
 
 def shape_str(case):
     s = f"B={case['B']} T={case['T']} U={case['U']} V={case['V']}"
+    if case.get("durations"):
+        s += f" D={len(case['durations'])}"
     if case["level"] == "joint":
         s += f" H={case['Hj']}"
     if case.get("short_frac"):
@@ -125,7 +128,9 @@ def grad_buffer_mib(case):
 LABELS = {"batched_swr": "batched (materialised logits)", "batched_torchaudio": "batched, torchaudio loss",
           "samplewise": "sample-wise", "fused": "fused output layer", "swr": "samplewise_rnnt.rnnt_loss",
           "swr_inplace": "rnnt_loss, in-place gradient", "torchaudio": "torchaudio rnnt_loss",
-          "nemo_numba": "NeMo RNNTLossNumba"}
+          "nemo_numba": "NeMo RNNTLossNumba", "batched_tdt": "TDT, batched (materialised logits + tdt_loss)",
+          "samplewise_tdt": "TDT, sample-wise", "fused_tdt": "TDT, fused output layer",
+          "tdt_pytorch": "TDT, batched, NeMo TDTLossPytorch", "floor": "floor (the fused layer's products)"}
 
 
 def plot(rows, path, title, subtitle=""):
@@ -213,6 +218,41 @@ def paper_note(preset, rows):
     return "\n".join(lines)
 
 
+def fit_note(preset, rows):
+    """The phase-wise fit of each method's memory (``procmem.extrapolate_phases``: every phase's peak, inputs
+    included, fitted as a + b B over ``fit_B``; the step's peak at ``target_B`` is the largest phase),
+    checked against the measured ``check_B``."""
+    from samplewise_rnnt.procmem import extrapolate_phases
+
+    fit = preset["fit"]
+    full = dict(preset["common"], B=fit["target_B"])
+    floor = 2 * 4 * (full["B"] * full["T"] * full["He"] + full["B"] * (full["U"] + 1) * full["Hp"]) / 2 ** 30
+    lines = [f"Phase-wise memory fit (peaks counted with the inputs; fit over B = {fit['fit_B']}); the floor at "
+             f"B = {fit['target_B']} is the encoder and predictor outputs and their fp32 gradients: {floor:.2f} GiB.",
+             "", f"| method | phase | intercept MiB | MiB per sample | predicted B={fit['target_B']} GiB | "
+             f"above the floor GiB | predicted B={fit['check_B']} MiB | measured B={fit['check_B']} MiB | error |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for m in dict.fromkeys(c["method"] for c, _ in rows):
+        runs = [{"batch": c["B"], "phase_peak_bytes": r["phase_peak_bytes"], "held_bytes": r["held_bytes"]}
+                for c, r in rows if c["method"] == m and "phase_peak_bytes" in r and c["B"] in fit["fit_B"]]
+        if len(runs) < 2:
+            lines.append(f"| {m} | (fewer than two fitted batch sizes measured) | | | | | | | |")
+            continue
+        phases = sorted(runs[0]["phase_peak_bytes"])
+        res = extrapolate_phases(runs, phases, fit["target_B"])
+        check = [r for c, r in rows if c["method"] == m and c["B"] == fit["check_B"] and "phase_peak_bytes" in r]
+        for ph in phases:
+            f = res["phases"][ph]
+            pred_check = f["intercept_bytes"] + f["slope_bytes"] * fit["check_B"]
+            meas = check[0]["phase_peak_bytes"][ph] if check else None
+            err = f"{(pred_check - meas) / meas * 100:+.1f} %" if meas else ""
+            mark = " (peak)" if ph == res["peak_phase"] else ""
+            lines.append(f"| {m} | {ph}{mark} | {f['intercept_bytes'] / 2 ** 20:.0f} | {f['slope_bytes'] / 2 ** 20:.2f} | "
+                         f"{f['at_target_bytes'] / 2 ** 30:.2f} | {f['at_target_bytes'] / 2 ** 30 - floor:.2f} | "
+                         f"{pred_check / 2 ** 20:.0f} | {'' if meas is None else f'{meas / 2 ** 20:.0f}'} | {err} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m recipes.benchmark", description=__doc__)
     ap.add_argument("--preset", choices=sorted(PRESETS), required=True)
@@ -290,6 +330,8 @@ def main(argv=None):
     text = "\n".join(header) + table(rows) + "\n"
     if args.preset == "paper":
         text += "\n" + paper_note(preset, rows) + "\n"
+    if preset.get("fit"):
+        text += "\n" + fit_note(preset, rows) + "\n"
     print(text)
     if args.save:
         with open(args.save, "a") as f:

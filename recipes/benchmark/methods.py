@@ -79,9 +79,9 @@ def build_inputs(case) -> dict:
     try:  # the package's Linear-tanh-Linear joint (the fused output layer recognises it)
         from samplewise_rnnt.joints import LinearJoint
 
-        joint = LinearJoint(case["He"], case["Hp"], case["Hj"], V).to(device)
+        joint = LinearJoint(case["He"], case["Hp"], case["Hj"], V + len(case.get("durations") or [])).to(device)
     except ImportError:
-        joint = TanhJoint(case["He"], case["Hp"], case["Hj"], V).to(device)
+        joint = TanhJoint(case["He"], case["Hp"], case["Hj"], V + len(case.get("durations") or [])).to(device)
     enc = torch.randn(B, T, case["He"], generator=g).to(device).requires_grad_(True)
     pred = torch.randn(B, U + 1, case["Hp"], generator=g).to(device).requires_grad_(True)
     nbytes = sum(x.numel() * x.element_size() for x in [enc, pred, *joint.parameters()])
@@ -148,10 +148,17 @@ def _joint_step(inp, loss_fn, case):
     dtype = DTYPES[case["dtype"]]
     autocast = dtype != torch.float32
 
-    def step():
+    def step(meter=None):
+        """One training step; with ``meter`` (a procmem.PhaseMeter), cut into the phases "loss" (the
+        forward of the loss: for the sample-wise engine the whole group loop) and "backward"."""
         with torch.autocast(enc.device.type, dtype=dtype, enabled=autocast):
             loss = loss_fn(enc, pred)
+        if meter is not None:
+            meter.cut("loss")
+            meter.held = meter.current()
         loss.backward()
+        if meter is not None:
+            meter.cut("backward")
         for x in [enc, pred, *params]:
             x.grad = None
 
@@ -193,46 +200,103 @@ def _make_fused(inp, case):
 
 def _make_floor(inp, case):
     """The fused output layer's unavoidable work and nothing else: exactly its matrix products, with its
-    tile shapes and dtypes (the two projections forward and backward; per tile the logits in forward,
-    their recomputation, d W and d h in backward), on fixed random hidden activations. A method's time
-    divided by this one's is its distance from the floor."""
-    from samplewise_rnnt.fused import DEFAULT_CPU_TILE_BYTES, DEFAULT_CUDA_TILE_BYTES, _Ctx, linear_joint_spec
+    groups, tile shapes and dtypes (the two projections forward and backward; per tile the logits, their
+    recomputation where a sample is cut into several tiles, d W and d h), on fixed random hidden
+    activations. A method's time divided by this one's is its distance from the floor."""
+    from samplewise_rnnt import engine as E
+    from samplewise_rnnt.fused import FusedEvaluator, checked_joint_spec
+    from samplewise_rnnt.planner import plan_groups
 
     joint, enc, pred = inp["joint"], inp["enc"], inp["pred"]
     tg, tl, ul = (x.long() for x in inp["labels"])
-    spec = linear_joint_spec(joint)
     dtype = DTYPES[case["dtype"]]
-    budget = case.get("max_chunk_bytes") or (DEFAULT_CUDA_TILE_BYTES if enc.is_cuda else DEFAULT_CPU_TILE_BYTES)
-    with torch.no_grad():
-        f0, g0 = spec.lin_enc(enc), spec.lin_dec(pred)
-    W = spec.weight.detach().to(dtype)
-    bias = None if spec.bias is None else spec.bias.detach().to(dtype)
-    plan = _Ctx(f0.to(dtype), g0.to(dtype), W, bias, tg, tl, ul, "tanh", 0.0, 0, budget, case["blank"] % case["V"],
-                torch.float32)
-    plan.hbuf.normal_()
-    if plan.has_bias:
-        plan.hbuf[:, plan.J] = 1
-    G = torch.empty_like(plan.lbuf)
-    gWb = torch.empty(plan.Wb.shape, dtype=torch.float32, device=enc.device)
-    sizes = [(t1 - t0) * (u1 - u0) for b in range(plan.B) for (t0, t1, u0, u1) in plan.plan[b]]
+    spec = checked_joint_spec(joint, enc, pred)
+    cfg = E._Cfg(case["blank"] % case["V"], "mean", -1.0, 0.0, case.get("max_chunk_bytes"), case["V"], dtype, True,
+                 E._autocast_state(enc.device), frozenset(), None)
+    ev = FusedEvaluator(spec, cfg, enc.shape[1], pred.shape[1])
+    budget = case.get("max_chunk_bytes") or ev.default_budget(enc.device)
+    groups = plan_groups(tl.tolist(), ul.tolist(), ev.node_bytes_grad, budget)
+    work = []  # per group: the node counts of its tiles, and whether their logits are computed twice
+    for g in groups:
+        tiles = E._group_tiles(g, ev.node_bytes_grad, budget)
+        work.append(([t.nodes for t in tiles], len(tiles) > 1))
+    nmax = max(n for sizes, _ in work for n in sizes)
+    Wb = ev.Wb
+    hb = torch.randn(nmax, Wb.shape[1], dtype=dtype, device=enc.device)
+    X = torch.empty(nmax, Wb.shape[0], dtype=dtype, device=enc.device)
+    dh = torch.empty(nmax, ev.J, dtype=dtype, device=enc.device)
+    gWb = torch.zeros(Wb.shape, dtype=torch.float32, device=enc.device)
     We, Wd = spec.lin_enc.weight.detach(), spec.lin_dec.weight.detach()
 
     def step():
         with torch.no_grad():
             f = enc.detach().reshape(-1, enc.shape[-1]) @ We.t()  # the projections, forward
             g = pred.detach().reshape(-1, pred.shape[-1]) @ Wd.t()
-            for n in sizes:  # forward: the logits of every tile
-                torch.mm(plan.hbuf[:n], plan.Wb.t(), out=plan.lbuf[:n])
-            for n in sizes:  # backward: recompute, then d W (with the bias) and d h
-                torch.mm(plan.hbuf[:n], plan.Wb.t(), out=G[:n])
-                gWb.add_(torch.mm(G[:n].t(), plan.hbuf[:n]).float())
-                plan.dh(G[:n])
+            for sizes, twice in work:
+                for n in sizes:  # the logits of every tile
+                    torch.mm(hb[:n], Wb.t(), out=X[:n])
+                for n in sizes:  # (recomputed,) then d W (with the bias) and d h
+                    if twice:
+                        torch.mm(hb[:n], Wb.t(), out=X[:n])
+                    if dtype == torch.float32:
+                        gWb.addmm_(X[:n].t(), hb[:n])
+                    else:
+                        gWb.add_(torch.mm(X[:n].t(), hb[:n]))
+                    torch.mm(X[:n], ev.W, out=dh[:n])
             df = torch.randn_like(f)  # the projections, backward (d W and d input of each)
             for x, d, w in ((enc, df, We), (pred, torch.randn_like(g), Wd)):
                 d.t() @ x.detach().reshape(-1, x.shape[-1])
                 d @ w
 
     return step
+
+
+# ---- TDT (joint level; the joint returns V token logits, then one logit per duration) ------------------------
+def _make_batched_tdt(inp, case):
+    joint = inp["joint"]
+    return _joint_step(inp, lambda e, p: swr.tdt_loss(joint(e.unsqueeze(2), p.unsqueeze(1)), *inp["labels"],
+                                                      case["durations"], blank=case["blank"]), case)
+
+
+def _make_samplewise_tdt(fused):
+    def make(inp, case):
+        joint = inp["joint"]
+        return _joint_step(inp, lambda e, p: swr.samplewise_tdt_loss(
+            e, p, joint, *inp["labels"], durations=case["durations"], blank=case["blank"],
+            max_chunk_bytes=case.get("max_chunk_bytes"), fused=fused), case)
+
+    return make
+
+
+def _make_tdt_pytorch(inp, case):
+    """NeMo's pure-PyTorch TDTLossPytorch (``loss_name: tdt_pytorch``, reduction mean_batch) on the whole
+    batch's joint output. It moves its work tensors with ``.cuda()``: a no-op on the CPU here (NeMo has no
+    TDT loss that runs on a CPU otherwise)."""
+    from nemo.collections.asr.losses.rnnt_pytorch import TDTLossPytorch
+
+    joint = inp["joint"]
+    blank = case["blank"] % case["V"]
+    loss_fn = TDTLossPytorch(blank=blank, durations=list(case["durations"]), reduction="mean_batch")
+
+    def loss(e, p):
+        logits = joint(e.unsqueeze(2), p.unsqueeze(1))
+        tg, tl, ul = inp["labels"]
+        if logits.is_cuda:
+            return loss_fn(logits.float(), tg.long(), tl.long(), ul.long())
+        cuda = torch.Tensor.cuda
+        torch.Tensor.cuda = lambda self, *a, **k: self
+        try:
+            return loss_fn(logits.float(), tg.long(), tl.long(), ul.long())
+        finally:
+            torch.Tensor.cuda = cuda
+
+    return _joint_step(inp, loss, case)
+
+
+def _tdt_pytorch_unavailable(case):
+    if importlib.util.find_spec("nemo") is None:
+        return "NeMo is not installed"
+    return None
 
 
 def _fused_unavailable(case):
@@ -257,6 +321,14 @@ METHODS: Dict[str, Method] = {
     "samplewise": Method("joint", _make_samplewise, description="samplewise_rnnt.samplewise_rnnt_loss"),
     "fused": Method("joint", _make_fused, _fused_unavailable,
                     description="samplewise_rnnt.samplewise_rnnt_loss(fused=True): the fused output layer"),
+    # TDT (presets with "durations")
+    "batched_tdt": Method("joint", _make_batched_tdt, description="joint on the whole batch + samplewise_rnnt.tdt_loss"),
+    "samplewise_tdt": Method("joint", _make_samplewise_tdt(False),
+                             description="samplewise_rnnt.samplewise_tdt_loss(fused=False)"),
+    "fused_tdt": Method("joint", _make_samplewise_tdt(True), _fused_unavailable,
+                        description="samplewise_rnnt.samplewise_tdt_loss(fused=True): the fused output layer"),
+    "tdt_pytorch": Method("joint", _make_tdt_pytorch, _tdt_pytorch_unavailable, max_repeats=1,
+                          description="joint on the whole batch + NeMo's TDTLossPytorch (pure PyTorch loops)"),
     "floor": Method("joint", _make_floor, _fused_unavailable,
                     description="the fused layer's matrix products alone (same tiles and dtypes): the floor"),
 }

@@ -79,4 +79,35 @@ BUDGET = {
                     + [{"B": 128, "max_chunk_bytes": None}]},
 }
 
-PRESETS = {"core": CORE, "budget": BUDGET, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER, "demo": DEMO}
+# the paper's shape on the CPU for the memory fit: fresh process per (method, B), every step cut into phases
+# (the loss's forward, i.e. the whole group loop, and the backward); the phases fitted over B = 1..16
+# predict B = 1024, checked against a measured B = 32
+PAPERFIT = {
+    "description": "the paper's configuration at B = 1..16 and 32, sample-wise and fused, phase-wise memory fit "
+                   "predicting B=1024",
+    "level": "joint",
+    "methods": ["samplewise", "fused"],
+    "common": dict(PAPER["common"]),
+    "shapes": {"cpu": [{"B": b} for b in (1, 2, 4, 8, 16, 32)], "cuda": [{"B": b} for b in (1, 2, 4, 8, 16, 32)]},
+    "repeats": 1,
+    "phases": True,
+    "fit": {"fit_B": [1, 2, 4, 8, 16], "check_B": 32, "target_B": 1024},
+}
+
+# TDT (NeMo's Parakeet / FastConformer-TDT loss): the engine preset's shape with durations [0, 1, 2, 3, 4]
+# (the joint returns V + 5 logits per node), NeMo's blank (the last token class), time and peak against B;
+# NeMo's pure-PyTorch TDTLossPytorch (Python loops over every node: minutes per step) at B = 1 only
+TDT = {
+    "description": "TDT: joint + loss + gradients, batched (tdt_loss) vs sample-wise vs fused, durations [0, 1, 2, "
+                   "3, 4]; half the samples at 3/4 length",
+    "level": "joint",
+    "methods": ["batched_tdt", "samplewise_tdt", "fused_tdt"],
+    "common": {"T": 200, "U": 40, "V": 1024, "Hj": 320, "He": 512, "Hp": 320, "blank": -1, "short_frac": 0.5,
+               "durations": [0, 1, 2, 3, 4]},
+    "shapes": {"cpu": [{"B": 1, "methods": ["batched_tdt", "samplewise_tdt", "fused_tdt", "tdt_pytorch"]}]
+                      + [{"B": b} for b in (2, 4, 8, 16, 32)],
+               "cuda": [{"B": b} for b in (1, 4, 16, 64, 128)]},
+    "repeats": 1,
+}
+
+PRESETS = {"core": CORE, "tdt": TDT, "budget": BUDGET, "engine": ENGINE, "sweep": SWEEP, "paper": PAPER, "paperfit": PAPERFIT, "demo": DEMO}

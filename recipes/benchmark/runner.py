@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import inspect
 import json
 import resource
 import statistics
@@ -18,7 +19,7 @@ import time
 
 import torch
 
-from samplewise_rnnt.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
+from samplewise_rnnt.procmem import PhaseMeter, peak_rss_bytes, reset_peak_rss, rss_bytes
 
 from .methods import METHODS, build_inputs
 
@@ -69,9 +70,18 @@ def run_case(case: dict) -> dict:
         times.append((time.perf_counter() - t0) * 1e3)
         cpu_times.append((_cpu_seconds() - c0) * 1e3)
     peak = (torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes(reset_ok)) - base
-    return {"time_ms": statistics.median(times), "cpu_ms": statistics.median(cpu_times), "peak_mib": max(peak, 0) / 2 ** 20,
-            "inputs_mib": inputs["bytes"] / 2 ** 20, "repeats": repeats,
-            "peak_source": "cuda.max_memory_allocated" if cuda else ("VmHWM" if reset_ok else "ru_maxrss")}
+    out = {"time_ms": statistics.median(times), "cpu_ms": statistics.median(cpu_times), "peak_mib": max(peak, 0) / 2 ** 20,
+           "inputs_mib": inputs["bytes"] / 2 ** 20, "repeats": repeats,
+           "peak_source": "cuda.max_memory_allocated" if cuda else ("VmHWM" if reset_ok else "ru_maxrss")}
+    if case.get("phases") and "meter" in inspect.signature(step).parameters:
+        # one more step, cut into phases; peaks counted from the memory before the inputs were built
+        _trim()
+        meter = PhaseMeter(case["device"])
+        meter.start(counted_bytes=inputs["bytes"])
+        step(meter)
+        out["phase_peak_bytes"] = dict(meter.peaks)
+        out["held_bytes"] = meter.held
+    return out
 
 
 def main():
