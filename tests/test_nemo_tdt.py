@@ -131,8 +131,9 @@ def test_bad_options_are_errors_at_construction():
         EncDecRNNTModel(cfg)
     with pytest.raises(ValueError, match=r"durations must not repeat a duration"):
         swn.check_samplewise_tdt_kwargs({"durations": [0, 1, 1, 2]})
-    with pytest.raises(ValueError, match=r"durations needs a duration > 0"):
-        swn.check_samplewise_tdt_kwargs({"durations": [0]})
+    for bad in ([0], [1, 2], [0, 2, 1]):
+        with pytest.raises(ValueError, match=r"durations must be ascending and contain 0 and 1"):
+            swn.check_samplewise_tdt_kwargs({"durations": bad})
     with pytest.raises(ValueError, match=r"omega must be in \[0, 1\]"):
         swn.check_samplewise_tdt_kwargs({"durations": [0, 1], "omega": 2.0})
     # the RNN-T loss name on a TDT joint, TDT on a plain joint, multi-blank
@@ -260,11 +261,15 @@ def test_bpe_model_step_equals_stock_mean_volume_and_mean_batch(data):
         assert g_ours.keys() == g_ref.keys()
         missing = [n for n, g in g_ref.items() if g is None]
         assert not missing and all(g_ours[n] is not None for n in g_ours), missing  # every parameter
+        # parameters whose true gradient is zero (the key bias of attention, a bias before BatchNorm) carry
+        # rounding noise only: an absolute floor relative to the largest gradient of the model covers them
+        scale = max(g.abs().max().item() for g in g_truth.values())
         for name in g_ref:
-            # factor 4: the step's parameters sum over many lattice cells, where the stock loss's fp32 error
-            # and ours (fp32 joint and encoder, both) add up with different signs
-            assert_within_reference_error(g_ours[name], g_ref[name], g_truth[name], factor=4.0, ulps=64.0,
-                                          what=f"{reduction} gradient of {name}")
+            if g_truth[name].abs().max().item() <= 1e-6 * scale:
+                assert (g_ours[name].double() - g_truth[name]).abs().max().item() <= 1e-6 * scale, name
+            else:
+                assert_within_reference_error(g_ours[name], g_ref[name], g_truth[name],
+                                              what=f"{reduction} gradient of {name}")
 
 
 def _trainer(tmp_path, max_steps):
@@ -299,20 +304,26 @@ def test_fit_lowers_loss_decodes_as_stock_and_round_trips_into_plain_nemo(data, 
     cfg = tiny_tdt_cfg(tokenizer_dir=data["tokenizer"], train_manifest=train4, val_manifest=data["dev"],
                        batch_size=4, enc_dropout=0.0, joint_dropout=0.1, sigma=SIGMA, reduction="mean_volume")
     cfg.train_ds.shuffle = False
-    cfg.optim.lr = 5e-3
+    cfg.optim.lr = 2e-2
     trainer, rec = _trainer(tmp_path, max_steps=8)
     torch.manual_seed(0)
     model = EncDecRNNTBPEModel(cfg=cfg, trainer=trainer)
+    audio = [json.loads(r)["audio_filepath"] for r in Path(data["dev"]).read_text().splitlines()]
+    stock = EncDecRNNTBPEModel(cfg=tiny_tdt_cfg("tdt", tokenizer_dir=data["tokenizer"], sigma=SIGMA, joint_dropout=0.1,
+                                                   val_manifest=data["dev"], batch_size=4))
+    assert type(stock.joint) is not swn.SampleWiseRNNTJoint and stock.decoding.durations == TDT_DURATIONS
+    # greedy TDT decoding of the untrained model (random tokens and durations): as stock NeMo's
+    stock.load_state_dict(model.state_dict())
+    untrained = _hyps(stock, audio)
+    assert any(untrained) and _hyps(model, audio) == untrained
+    model.train()
     trainer.fit(model)
     assert len(rec.losses) == 8
-    assert rec.losses[-1] < 0.8 * rec.losses[0], rec.losses
+    assert rec.losses[-1] < 0.85 * rec.losses[0], rec.losses  # per-token losses (mean_volume)
     assert "training_batch_wer" in trainer.logged_metrics
 
-    # greedy TDT decoding: the same hypotheses as a stock TDT model with the same weights
-    audio = [json.loads(r)["audio_filepath"] for r in Path(data["dev"]).read_text().splitlines()]
-    stock = EncDecRNNTBPEModel(cfg=tiny_tdt_cfg("tdt", tokenizer_dir=data["tokenizer"], sigma=SIGMA))
+    # and of the trained one
     stock.load_state_dict(model.state_dict())
-    assert type(stock.joint) is not swn.SampleWiseRNNTJoint and stock.decoding.durations == TDT_DURATIONS
     ref_hyps = _hyps(stock, audio)
     assert _hyps(model, audio) == ref_hyps
     with torch.no_grad():

@@ -79,8 +79,8 @@ def check_samplewise_tdt_kwargs(kwargs, where: str = "model.loss.samplewise_tdt_
                                 require_durations: bool = True) -> Dict[str, Any]:
     """Validate the TDT options (engine options plus NeMo's ``tdt_kwargs`` keys) and complete them.
 
-    ``durations``: the durations the joint's extra outputs stand for, distinct integers >= 0 with at least
-    one > 0 (NeMo's configs: ``[0, 1, 2, 3, 4]``); ``sigma`` (logit under-normalisation) and ``omega`` (weight
+    ``durations``: the durations the joint's extra outputs stand for, distinct ascending integers >= 0 that
+    contain 0 and 1 (NeMo's rule; its configs: ``[0, 1, 2, 3, 4]``); ``sigma`` (logit under-normalisation) and ``omega`` (weight
     of the standard RNN-T loss) as NeMo's TDT loss. Raises ``ValueError`` naming ``where`` and the bad value.
     """
     if kwargs is None:
@@ -107,8 +107,8 @@ def check_samplewise_tdt_kwargs(kwargs, where: str = "model.loss.samplewise_tdt_
             raise ValueError(f"{where}.durations must be a non-empty list of integers >= 0, got {durations!r}")
         if len(set(durations)) != len(durations):
             raise ValueError(f"{where}.durations must not repeat a duration, got {durations!r}")
-        if max(durations) == 0:
-            raise ValueError(f"{where}.durations needs a duration > 0 (blank must advance in time), got "
+        if durations != sorted(durations) or 0 not in durations or 1 not in durations:
+            raise ValueError(f"{where}.durations must be ascending and contain 0 and 1 (NeMo's TDT rule), got "
                              f"{durations!r}")
         out["durations"] = durations
     for key in ("sigma", "omega"):
@@ -292,8 +292,13 @@ class SampleWiseRNNTJoint(RNNTJoint):
                 return module(enc, pred)
 
         if tdt:
+            from ..tdt import draw_rnnt_mode
+
             samplewise_tdt_loss = _engine_function("samplewise_tdt_loss")
             blank = self.num_classes_with_blank - 1 - self.num_extra_outputs  # NeMo's TDT blank: V
+            # NeMo draws omega (the standard RNN-T loss instead of TDT) once per batch; the "mean" reduction
+            # below makes several engine calls, so the draw is made here once and each call gets 0 or 1
+            omega = 1.0 if draw_rnnt_mode(opts["omega"]) else 0.0
 
         def engine(sel=None, red="sum"):
             ff, gg, tt, el, tl = f, g, targets, encoder_lengths, transcript_lengths
@@ -303,7 +308,7 @@ class SampleWiseRNNTJoint(RNNTJoint):
                           max_chunk_bytes=opts["max_chunk_bytes"], fused=opts["fused"])
             if tdt:
                 return samplewise_tdt_loss(ff, gg, pointwise, tt, el, tl, durations=opts["durations"], blank=blank,
-                                           sigma=opts["sigma"], omega=opts["omega"], **common)
+                                           sigma=opts["sigma"], omega=omega, **common)
             return samplewise_rnnt_loss(ff, gg, pointwise, tt, el, tl, blank=-1, **common)
 
         if reduction == "mean_batch":
