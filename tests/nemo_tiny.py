@@ -70,3 +70,22 @@ def load_batch(manifest, tokenize, n=4):
     for i, t in enumerate(tokens):
         tr[i, :len(t)] = torch.tensor(t)
     return (sig, torch.tensor([a.numel() for a in audios]), tr, torch.tensor([len(t) for t in tokens]))
+
+
+TDT_DURATIONS = [0, 1, 2, 3]
+
+
+def tiny_tdt_cfg(loss_name="samplewise_tdt", durations=None, sigma=0.0, kwargs_key=None, **kwargs):
+    """:func:`tiny_model_cfg` as a TDT model (NeMo's TDT configs: ``model_defaults.tdt_durations``, the joint's
+    ``num_extra_outputs``, ``decoding.model_type: tdt`` with the durations, the loss's ``tdt_kwargs``)."""
+    durations = list(durations or TDT_DURATIONS)
+    cfg = tiny_model_cfg(loss_name, **kwargs)
+    cfg.model_defaults.tdt_durations = durations
+    cfg.model_defaults.num_tdt_durations = len(durations)
+    cfg.joint.num_extra_outputs = "${model_defaults.num_tdt_durations}"
+    cfg.decoding.model_type = "tdt"
+    cfg.decoding.durations = "${model_defaults.tdt_durations}"
+    cfg.loss[kwargs_key or "tdt_kwargs"] = {"fastemit_lambda": 0.0, "clamp": -1.0,
+                                            "durations": "${model_defaults.tdt_durations}", "sigma": sigma,
+                                            "omega": 0.0}
+    return cfg

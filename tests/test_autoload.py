@@ -132,14 +132,16 @@ def nemo_data(mini_librispeech, tmp_path_factory):
     return {"train": train, "dev": dev, "tokenizer": tok}
 
 
-def nemo_config(data, hybrid: bool, devices: int, out: Path) -> Path:
+def nemo_config(data, hybrid: bool, devices: int, out: Path, tdt: bool = False) -> Path:
     sys.path.insert(0, str(Path(__file__).parent))
-    from nemo_tiny import tiny_model_cfg
+    from nemo_tiny import tiny_model_cfg, tiny_tdt_cfg
     from omegaconf import OmegaConf
 
-    model = tiny_model_cfg("warprnnt_numba", tokenizer_dir=data["tokenizer"], train_manifest=data["train"],
-                           val_manifest=data["dev"], batch_size=2, fuse_loss_wer=False)
-    model = OmegaConf.to_container(model)
+    kw = dict(tokenizer_dir=data["tokenizer"], train_manifest=data["train"], val_manifest=data["dev"], batch_size=2,
+              fuse_loss_wer=False)
+    # a stock TDT config (NeMo's loss name tdt, its durations in tdt_kwargs)
+    model = tiny_tdt_cfg("tdt", sigma=0.02, **kw) if tdt else tiny_model_cfg("warprnnt_numba", **kw)
+    model = OmegaConf.to_container(model, resolve=True)
     model["encoder"]["conv_norm_type"] = "batch_norm"
     if hybrid:
         model["aux_ctc"] = {"ctc_loss_weight": 0.3, "use_cer": False, "ctc_reduction": "mean_batch",
@@ -164,11 +166,14 @@ def nemo_config(data, hybrid: bool, devices: int, out: Path) -> Path:
     return conf
 
 
-def check_nemo_log(out: str, ranks):
+def check_nemo_log(out: str, ranks, loss="samplewise_rnnt"):
     # the config line took effect, in every process, and nothing contradicts it afterwards
-    assert "the transducer loss is samplewise_rnnt" in out, out[-6000:]
-    for stock in ("warprnnt_numba", "Using RNNT Loss : default", "Using RNNT Loss : pytorch"):
-        assert stock not in out.split("the transducer loss is samplewise_rnnt", 1)[1], stock
+    assert f"the transducer loss is {loss}" in out, out[-6000:]
+    stocks = ["warprnnt_numba", "Using RNNT Loss : default", "Using RNNT Loss : pytorch", "Using RNNT Loss : tdt"]
+    if loss != "samplewise_rnnt":
+        stocks.append("Using RNNT Loss : samplewise_rnnt")
+    for stock in stocks:
+        assert stock not in out.split(f"the transducer loss is {loss}", 1)[1], stock
     steps = sorted(set(re.findall(rf"NeMo \(rank (\d+)/(\d+) pid \d+\): {TRAIN_STEP}", out)))
     assert steps == [(str(r), str(len(ranks))) for r in ranks], (steps, out[-6000:])
 
@@ -179,6 +184,17 @@ def test_nemo_script_trains_with_the_config_line_only(script, nemo_data, tmp_pat
     out = run([sys.executable, NEMO_SCRIPTS / script, f"--config-path={conf}",
                "model.loss.loss_name=samplewise_rnnt", f"hydra.run.dir={tmp_path / 'hydra'}"], tmp_path)
     check_nemo_log(out, ranks=[0])
+
+
+@pytest.mark.parametrize("script", ["speech_to_text_rnnt_bpe.py", "speech_to_text_hybrid_rnnt_ctc_bpe.py"])
+def test_nemo_script_trains_tdt_with_the_config_line_only(script, nemo_data, tmp_path, pth_installed):
+    """A stock TDT config (hybrid: NeMo's TDT-CTC model) with loss_name tdt -> samplewise_tdt, on the CPU,
+    where NeMo's own TDT loss cannot run."""
+    conf = nemo_config(nemo_data, hybrid="hybrid" in script, devices=1, out=tmp_path, tdt=True)
+    out = run([sys.executable, NEMO_SCRIPTS / script, f"--config-path={conf}",
+               "model.loss.loss_name=samplewise_tdt", f"hydra.run.dir={tmp_path / 'hydra'}"], tmp_path)
+    check_nemo_log(out, ranks=[0], loss="samplewise_tdt")
+    assert "samplewise_tdt_loss" in out
 
 
 def test_nemo_ddp_two_processes_both_ranks_sample_wise(nemo_data, tmp_path, pth_installed):

@@ -1,5 +1,9 @@
 """``SampleWiseRNNTJoint``: NeMo's ``RNNTJoint`` whose fused loss step runs the sample-wise engine.
 
+Two lattices: standard RNN-T (``num_extra_outputs == 0``; :func:`samplewise_rnnt.samplewise_rnnt_loss`) and
+TDT, the Token-and-Duration Transducer (``num_extra_outputs`` duration logits after the ``V+1`` token
+logits; :func:`samplewise_rnnt.samplewise_tdt_loss`, selected by a ``durations`` entry in the options).
+
 The class adds no parameter and no buffer: ``state_dict`` keys, ``joint``, ``joint_after_projection``,
 ``project_encoder``, ``project_prednet`` and the non-fused ``forward`` are RNNTJoint's own, so decoding and
 export are unchanged. Only the fused training/validation step (``fuse_loss_wer`` set, called as
@@ -20,7 +24,8 @@ from .._toolkits import announce, process_tag
 from ..engine import samplewise_rnnt_loss
 from .checkpointing import merge_options, plain_container
 
-__all__ = ["SampleWiseRNNTJoint", "check_samplewise_kwargs", "SAMPLEWISE_KWARGS_DEFAULTS", "NEMO_REDUCTIONS"]
+__all__ = ["SampleWiseRNNTJoint", "check_samplewise_kwargs", "check_samplewise_tdt_kwargs",
+           "SAMPLEWISE_KWARGS_DEFAULTS", "SAMPLEWISE_TDT_KWARGS_DEFAULTS", "TDT_LOSS_KEYS", "NEMO_REDUCTIONS"]
 
 #: the engine options ``model.loss.samplewise_rnnt_kwargs`` may carry, with their defaults
 SAMPLEWISE_KWARGS_DEFAULTS: Dict[str, Any] = {
@@ -28,6 +33,17 @@ SAMPLEWISE_KWARGS_DEFAULTS: Dict[str, Any] = {
     "fused": None,
     "fastemit_lambda": 0.0,
     "clamp": -1.0,
+}
+
+#: NeMo's own TDT loss options (``model.loss.tdt_kwargs``), with NeMo's defaults (``durations`` has none)
+TDT_LOSS_KEYS = ("fastemit_lambda", "clamp", "durations", "sigma", "omega")
+
+#: the options ``model.loss.samplewise_tdt_kwargs`` may carry: the engine's and NeMo's ``tdt_kwargs`` keys
+SAMPLEWISE_TDT_KWARGS_DEFAULTS: Dict[str, Any] = {
+    **SAMPLEWISE_KWARGS_DEFAULTS,
+    "durations": None,
+    "sigma": 0.0,
+    "omega": 0.0,
 }
 
 #: NeMo's ``rnnt_reduction`` values (``None`` keeps per-sample losses)
@@ -57,6 +73,63 @@ def check_samplewise_kwargs(kwargs, where: str = "model.loss.samplewise_rnnt_kwa
     if out["fastemit_lambda"] < 0:
         raise ValueError(f"{where}.fastemit_lambda must be >= 0, got {out['fastemit_lambda']!r}")
     return out
+
+
+def check_samplewise_tdt_kwargs(kwargs, where: str = "model.loss.samplewise_tdt_kwargs",
+                                require_durations: bool = True) -> Dict[str, Any]:
+    """Validate the TDT options (engine options plus NeMo's ``tdt_kwargs`` keys) and complete them.
+
+    ``durations``: the durations the joint's extra outputs stand for, distinct ascending integers >= 0 that
+    contain 0 and 1 (NeMo's rule; its configs: ``[0, 1, 2, 3, 4]``); ``sigma`` (logit under-normalisation) and ``omega`` (weight
+    of the standard RNN-T loss) as NeMo's TDT loss. Raises ``ValueError`` naming ``where`` and the bad value.
+    """
+    if kwargs is None:
+        kwargs = {}
+    kwargs = plain_container(kwargs)
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{where} must be a mapping of options, got {type(kwargs).__name__}: {kwargs!r}")
+    tdt_only = {k: kwargs[k] for k in ("durations", "sigma", "omega") if k in kwargs}
+    rest = {k: v for k, v in kwargs.items() if k not in tdt_only}
+    # unknown keys are reported against every valid TDT option
+    merge_options(rest, SAMPLEWISE_TDT_KWARGS_DEFAULTS, where)
+    out = check_samplewise_kwargs(rest, where)
+    out.update({"durations": None, "sigma": 0.0, "omega": 0.0}, **tdt_only)
+    durations = out["durations"]
+    if durations is None:
+        if require_durations:
+            raise ValueError(f"{where}.durations is required for TDT (the durations of the joint's extra "
+                             f"outputs, e.g. [0, 1, 2, 3, 4], as NeMo's tdt_kwargs.durations)")
+    else:
+        if isinstance(durations, (str, bytes)) or not hasattr(durations, "__iter__"):
+            raise ValueError(f"{where}.durations must be a list of integers, got {durations!r}")
+        durations = list(durations)
+        if not durations or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in durations):
+            raise ValueError(f"{where}.durations must be a non-empty list of integers >= 0, got {durations!r}")
+        if len(set(durations)) != len(durations):
+            raise ValueError(f"{where}.durations must not repeat a duration, got {durations!r}")
+        if durations != sorted(durations) or 0 not in durations or 1 not in durations:
+            raise ValueError(f"{where}.durations must be ascending and contain 0 and 1 (NeMo's TDT rule), got "
+                             f"{durations!r}")
+        out["durations"] = durations
+    for key in ("sigma", "omega"):
+        if isinstance(out[key], bool) or not isinstance(out[key], (int, float)):
+            raise ValueError(f"{where}.{key} must be a number, got {out[key]!r}")
+        out[key] = float(out[key])
+    if not 0.0 <= out["omega"] <= 1.0:
+        raise ValueError(f"{where}.omega must be in [0, 1] (the weight of the standard RNN-T loss), got "
+                         f"{out['omega']!r}")
+    return out
+
+
+def _engine_function(name: str):
+    """The engine's entry point ``name`` (looked up at call time)."""
+    from .. import engine
+
+    fn = getattr(engine, name, None)
+    if fn is None:
+        raise RuntimeError(f"this samplewise_rnnt build has no {name} (samplewise_rnnt.engine); the NeMo "
+                           f"adapter needs it for this model")
+    return fn
 
 
 _first_step_announced = False
@@ -107,7 +180,11 @@ class SampleWiseRNNTJoint(RNNTJoint):
 
     def __init__(self, *args, samplewise_rnnt_kwargs: Optional[dict] = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.samplewise_kwargs = check_samplewise_kwargs(samplewise_rnnt_kwargs, where="samplewise_rnnt_kwargs")
+        if self.num_extra_outputs:  # TDT: the durations may come later (activate reads the model's loss config)
+            self.samplewise_kwargs = check_samplewise_tdt_kwargs(samplewise_rnnt_kwargs, where="samplewise_rnnt_kwargs",
+                                                                 require_durations=False)
+        else:
+            self.samplewise_kwargs = check_samplewise_kwargs(samplewise_rnnt_kwargs, where="samplewise_rnnt_kwargs")
 
     # the class may also be assigned to an existing RNNTJoint (``activate``): tolerate a missing attribute
     def _swr_options(self) -> Dict[str, Any]:
@@ -115,6 +192,11 @@ class SampleWiseRNNTJoint(RNNTJoint):
         if opts is None:
             opts = self.samplewise_kwargs = check_samplewise_kwargs(None)
         return opts
+
+    @property
+    def samplewise_lattice(self) -> str:
+        """``"tdt"`` when the options name durations (see :func:`check_samplewise_tdt_kwargs`), else ``"rnnt"``."""
+        return "tdt" if self._swr_options().get("durations") is not None else "rnnt"
 
     def forward(self, encoder_outputs, decoder_outputs=None, encoder_lengths=None, transcripts=None,
                 transcript_lengths=None, compute_wer=False, keep_hypotheses=False):
@@ -161,12 +243,19 @@ class SampleWiseRNNTJoint(RNNTJoint):
 
         ``f``: encoder outputs ``[B, T, He]``; ``g``: prediction-network outputs ``[B, U+1, Hp]`` (blank first);
         ``transcripts`` ``[B, U]``; lengths ``[B]``. Value and gradients equal NeMo's non-fused
-        ``RNNTLoss(joint(f, g), ...)`` with the same reduction.
+        ``RNNTLoss(joint(f, g), ...)`` with the same reduction: NeMo's RNN-T loss, or for a TDT joint
+        (options with ``durations``) NeMo's TDT loss, whose blank is the last token logit (index ``V``, before
+        the ``num_extra_outputs`` duration logits).
         """
-        if self.num_extra_outputs:
-            raise ValueError(f"samplewise_rnnt handles standard RNN-T joints only; this joint has "
-                             f"num_extra_outputs={self.num_extra_outputs} (TDT / multi-blank)")
         opts = self._swr_options()
+        tdt = opts.get("durations") is not None
+        if tdt and len(opts["durations"]) != self.num_extra_outputs:
+            raise ValueError(f"TDT: {len(opts['durations'])} durations {opts['durations']} but the joint has "
+                             f"num_extra_outputs={self.num_extra_outputs}")
+        if not tdt and self.num_extra_outputs:
+            raise ValueError(f"samplewise_rnnt handles standard RNN-T joints; this joint has num_extra_outputs="
+                             f"{self.num_extra_outputs}: a TDT model needs loss_name samplewise_tdt (with "
+                             f"durations); multi-blank RNN-T is not supported")
         reduction = getattr(self._loss, "reduction", "mean_batch")
         if reduction not in NEMO_REDUCTIONS:
             raise ValueError(f"rnnt_reduction must be one of {list(NEMO_REDUCTIONS)}, got {reduction!r}")
@@ -191,7 +280,8 @@ class SampleWiseRNNTJoint(RNNTJoint):
         if self.training and torch.is_grad_enabled() and not _first_step_announced:
             _first_step_announced = True
             announce(f"NeMo ({process_tag(training_step=True)}): training step on the sample-wise engine "
-                     f"(samplewise_rnnt_loss, B={f.shape[0]}, reduction {reduction!r}, {opts})")
+                     f"({'samplewise_tdt_loss' if tdt else 'samplewise_rnnt_loss'}, B={f.shape[0]}, "
+                     f"reduction {reduction!r}, {opts})")
         if not torch.is_grad_enabled():
             # validation (no_grad / inference_mode): the loss only. Detached inputs and a plain callable
             # (whose parameters the engine does not see) tell the engine that no gradient is wanted.
@@ -201,16 +291,28 @@ class SampleWiseRNNTJoint(RNNTJoint):
             def pointwise(enc, pred):
                 return module(enc, pred)
 
+        if tdt:
+            from ..tdt import draw_rnnt_mode
+
+            samplewise_tdt_loss = _engine_function("samplewise_tdt_loss")
+            blank = self.num_classes_with_blank - 1 - self.num_extra_outputs  # NeMo's TDT blank: V
+            # NeMo draws omega (the standard RNN-T loss instead of TDT) once per batch; the "mean" reduction
+            # below makes several engine calls, so the draw is made here once and each call gets 0 or 1
+            omega = 1.0 if draw_rnnt_mode(opts["omega"]) else 0.0
+
         def engine(sel=None, red="sum"):
             ff, gg, tt, el, tl = f, g, targets, encoder_lengths, transcript_lengths
             if sel is not None:
                 ff, gg, tt, el, tl = ff[sel], gg[sel], tt[sel], el[sel], tl[sel]
-            return samplewise_rnnt_loss(ff, gg, pointwise, tt, el, tl, blank=-1, reduction=red,
-                                        clamp=opts["clamp"], fastemit_lambda=opts["fastemit_lambda"],
-                                        max_chunk_bytes=opts["max_chunk_bytes"], fused=opts["fused"])
+            common = dict(reduction=red, clamp=opts["clamp"], fastemit_lambda=opts["fastemit_lambda"],
+                          max_chunk_bytes=opts["max_chunk_bytes"], fused=opts["fused"])
+            if tdt:
+                return samplewise_tdt_loss(ff, gg, pointwise, tt, el, tl, durations=opts["durations"], blank=blank,
+                                           sigma=opts["sigma"], omega=omega, **common)
+            return samplewise_rnnt_loss(ff, gg, pointwise, tt, el, tl, blank=-1, **common)
 
         if reduction == "mean_batch":
-            return engine(red="mean")
+            return engine(red="sum") / f.shape[0] if tdt else engine(red="mean")
         if reduction == "sum":
             return engine(red="sum")
         if reduction == "mean_volume":

@@ -10,6 +10,14 @@ with ``--tokens-per-second`` labels. Variants:
 * ``samplewise``: the sample-wise loss (this package, the config's ``samplewise_rnnt_kwargs``), no checkpointing
 * ``samplewise+ckpt``: the recipe's setting (sample-wise loss + the config's ``encoder_checkpointing``)
 
+TDT (``--model tdt``: the default config becomes ``fastconformer_tdt_samplewise_b1024.yaml``; any config whose
+joint has ``num_extra_outputs`` is measured as TDT): the joint has ``V+1+D`` outputs (1030 for 1024 pieces and
+five durations) and ``samplewise`` is the sample-wise TDT loss with the config's TDT options. NeMo's own TDT
+losses cannot run a step here: the numba one is CUDA only, ``tdt_pytorch`` is a Python loop over every lattice
+node. So ``stock`` is NeMo's non-fused step with the loss swapped: the materialised ``[B, T, U+1, V+1+D]`` joint
+output (NeMo's ``RNNTJoint``, as with NeMo's TDT loss) and this package's exact ``tdt_loss`` on it, which keeps
+the logits' gradient (one tensor of their size) as NeMo's numba loss keeps its label and duration gradients.
+
 Each (variant, B) runs in a fresh process. The step is measured in phases: ``preprocessor`` (features and
 SpecAugment, whole batch), ``front end`` (the subsampling convolutions: in chunks when checkpointed),
 ``encoder + predictor`` (the Conformer layers and the LSTM), ``loss`` (joint + loss forward), ``backward``
@@ -54,6 +62,7 @@ from samplewise_rnnt.procmem import PhaseMeter, extrapolate_phases
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "conf" / "fastconformer_transducer_samplewise_b1024.yaml"
+DEFAULT_CONFIGS = {"rnnt": DEFAULT_CONFIG, "tdt": HERE / "conf" / "fastconformer_tdt_samplewise_b1024.yaml"}
 VARIANTS = ("stock", "stock+ckpt", "samplewise", "samplewise+ckpt")
 PHASES = ("preprocessor", "front end", "encoder + predictor", "loss", "backward", "front-end backward",
           "optimizer")
@@ -92,22 +101,42 @@ def one_step(config: str, overrides, variant: str, batch: int, seconds: float, t
 
     import samplewise_rnnt.nemo  # noqa: F401
     from nemo.collections.asr.models import EncDecRNNTModel
+    from omegaconf import OmegaConf
 
     torch.manual_seed(0)
     cfg = load_model_config(config, overrides)
     vocab = 1024
+    tdt = is_tdt(cfg)
     with open_dict(cfg):
         for key in ("train_ds", "validation_ds", "test_ds", "tokenizer"):
             cfg.pop(key, None)
         cfg.labels = [f"p{i}" for i in range(vocab)]  # same joint size as the 1024-piece tokenizer
-        cfg.loss = {"loss_name": "warprnnt_numba"} if variant.startswith("stock") else \
-            {"loss_name": "samplewise_rnnt", "samplewise_rnnt_kwargs": dict(cfg.loss.get("samplewise_rnnt_kwargs", {}))}
+        if tdt:
+            loss = OmegaConf.to_container(cfg.loss, resolve=True)
+            tdt_opts = samplewise_rnnt.nemo.tdt_loss_kwargs(loss)
+            # stock: NeMo's TDT loss name (its numba loss is built, never called; replaced below)
+            cfg.loss = {"loss_name": "tdt", "tdt_kwargs": loss.get("tdt_kwargs", {})} if variant.startswith("stock") \
+                else {"loss_name": "samplewise_tdt", "tdt_kwargs": loss.get("tdt_kwargs", {}),
+                      "samplewise_tdt_kwargs": loss.get("samplewise_tdt_kwargs", {})}
+        else:
+            cfg.loss = {"loss_name": "warprnnt_numba"} if variant.startswith("stock") else \
+                {"loss_name": "samplewise_rnnt", "samplewise_rnnt_kwargs": dict(cfg.loss.get("samplewise_rnnt_kwargs", {}))}
         cfg.joint.fuse_loss_wer = False
         # the config's checkpointing options (chunk included); plain ``true`` where it has none
         cfg.encoder_checkpointing = (cfg.get("encoder_checkpointing", None) or True) if variant.endswith("+ckpt") \
             else False
         cfg.decoding = {"strategy": "greedy_batch", "greedy": {"max_symbols": 5}}
-    model = EncDecRNNTModel(cfg).to(device)
+        if tdt:
+            cfg.decoding.model_type = "tdt"
+            cfg.decoding.durations = tdt_opts["durations"]
+    model = EncDecRNNTModel(cfg)
+    if tdt and variant.startswith("stock"):
+        from nemo.collections.asr.losses.rnnt import RNNTLoss
+
+        # the materialised joint output and the exact TDT loss on it (NeMo's TDT losses cannot run here)
+        model.loss = RNNTLoss(num_classes=model.loss._blank, reduction=model.loss.reduction,
+                              loss_name="samplewise_tdt", loss_kwargs=dict(tdt_opts))
+    model = model.to(device)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     n_samples = int(seconds * 16000)
@@ -153,7 +182,14 @@ def one_step(config: str, overrides, variant: str, batch: int, seconds: float, t
             "phase_peak_bytes": {k: int(v) for k, v in peaks.items()}, "held_bytes": int(held),
             "step_s": time.time() - t0, "T_frames": int(enc.shape[-1]), "U": U, "loss": float(loss),
             "weights_bytes": weights, "device": torch.cuda.get_device_name() if cuda else "cpu",
+            "lattice": "tdt" if tdt else "rnnt", "outputs": int(model.joint.num_classes_with_blank),
             "dtype": "bf16 autocast" if precision == "bf16" else "fp32"}
+
+
+def is_tdt(model_cfg) -> bool:
+    """Whether the config's joint has duration outputs (a TDT model)."""
+    joint = model_cfg.get("joint", None)
+    return bool(joint is not None and joint.get("num_extra_outputs", 0))
 
 
 def extrapolate(runs, target: int) -> dict:
@@ -191,7 +227,9 @@ def phase_table(results, target=1024) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--model", choices=tuple(DEFAULT_CONFIGS), default="rnnt",
+                    help="which recipe config is the default (tdt: fastconformer_tdt_samplewise_b1024.yaml)")
+    ap.add_argument("--config", default=None, help="the recipe config (default: the --model's)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value (relative to model., e.g. "
                          "encoder_checkpointing.subsampling_chunk=4); repeatable")
@@ -210,6 +248,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="write the results (JSON) and a Markdown table next to it")
     ap.add_argument("--_child", nargs=2, metavar=("VARIANT", "B"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    args.config = args.config or str(DEFAULT_CONFIGS[args.model])
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -261,7 +300,8 @@ def main(argv=None):
         results[v] = extrapolate(runs, args.target_batch)
     first = next(iter(results.values()))["runs"][0]
     header = (f"device: {first['device']} ({first['dtype']}); utterances of {seconds:g} s "
-              f"(T = {first['T_frames']} encoder frames), U = {first['U']} labels, V+1 = 1025; "
+              f"(T = {first['T_frames']} encoder frames), U = {first['U']} labels, "
+              + (f"TDT, V+1+D = {first['outputs']}; " if first.get("lattice") == "tdt" else "V+1 = 1025; ") +
               f"config {Path(args.config).name}" + (f" with {' '.join(args.overrides)}" if args.overrides else "")
               + (f"; front-end chunk {chunk}" if ckpt else ""))
     md = table(results, args.target_batch, args.budget_gb) + "\n\nPer phase:\n\n" + \

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # NeMo LibriSpeech recipe: FastConformer transducer, batch 1024 on one GPU, sample-wise RNN-T loss.
 #
-#   bash run.sh [--mini] [--stage N] [--stop-stage N] [--librispeech DIR] [--exp DIR] [-- hydra overrides]
+#   bash run.sh [--mini] [--model rnnt|tdt] [--stage N] [--stop-stage N] [--librispeech DIR] [--exp DIR]
+#               [-- hydra overrides]
 #
 # stages: 0 data (download LibriSpeech when missing; --mini: generate the synthetic corpus)
 #         1 NeMo manifests   2 sentencepiece tokenizer   3 training   4 greedy WER on test-clean / test-other
 # --mini runs everything on the CPU in minutes (conf/mini.yaml, synthetic corpus); the default is the real
 # recipe (conf/fastconformer_transducer_samplewise_b1024.yaml, LibriSpeech 960 h, one 80 GB GPU).
+# --model tdt: FastConformer-TDT with the sample-wise TDT loss (conf/fastconformer_tdt_samplewise_b1024.yaml,
+# --mini: conf/mini_tdt.yaml); the data stages are shared with the RNN-T run.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
@@ -14,30 +17,37 @@ PY="${PY:-$ROOT/.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
 export PYTHONPATH="$ROOT/plugin${PYTHONPATH:+:$PYTHONPATH}"
 
-mini=0; stage=0; stop_stage=4; librispeech=""; exp=""; overrides=()
+mini=0; model=rnnt; stage=0; stop_stage=4; librispeech=""; exp=""; overrides=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --mini) mini=1 ;;
+    --model) model="$2"; shift ;;
     --stage) stage="$2"; shift ;;
     --stop-stage) stop_stage="$2"; shift ;;
     --librispeech) librispeech="$2"; shift ;;
     --exp) exp="$2"; shift ;;
     --) shift; overrides=("$@"); break ;;
-    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
     *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
+case "$model" in
+  rnnt) suffix="" ;;
+  tdt) suffix="_tdt" ;;
+  *) echo "run.sh: --model must be rnnt or tdt, got '$model'" >&2; exit 2 ;;
+esac
 if [ "$mini" = 1 ]; then
-  data="$HERE/data/mini"; config=mini; vocab=64
+  data="$HERE/data/mini"; config="mini$suffix"; vocab=64
   librispeech="${librispeech:-$data/corpus}"
-  exp="${exp:-$HERE/exp/mini}"
+  exp="${exp:-$HERE/exp/mini$suffix}"
   test_parts=(test-clean-mini test-other-mini)
 else
-  data="$HERE/data/full"; config=fastconformer_transducer_samplewise_b1024; vocab=1024
+  data="$HERE/data/full"; vocab=1024
+  if [ "$model" = tdt ]; then config=fastconformer_tdt_samplewise_b1024; else config=fastconformer_transducer_samplewise_b1024; fi
   librispeech="${librispeech:-$data/LibriSpeech}"
-  exp="${exp:-$HERE/exp/b1024}"
+  exp="${exp:-$HERE/exp/b1024$suffix}"
   test_parts=(test-clean test-other)
 fi
 manifests="$data/manifests"; tokenizer="$data/tokenizer_bpe_$vocab"

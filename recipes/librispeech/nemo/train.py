@@ -5,7 +5,7 @@
         model.tokenizer.dir=... exp_manager.exp_dir=... [+output_dir=DIR]
 
 Importing ``samplewise_rnnt.nemo`` is the only change a NeMo user needs: it registers the loss name
-``samplewise_rnnt`` and the ``encoder_checkpointing`` key. Besides NeMo's own logging this script prints
+``samplewise_rnnt`` (``samplewise_tdt`` for TDT models) and the ``encoder_checkpointing`` key. Besides NeMo's own logging this script prints
 one progress line per epoch and, with ``+output_dir``, writes ``<output_dir>/model.nemo`` and
 ``<output_dir>/train_summary.json`` (first and last training loss, steps, seconds).
 """
