@@ -306,3 +306,20 @@ def test_autocast_bf16_cpu():
     torch.testing.assert_close(fus, bat.float(), rtol=2e-2, atol=2e-2)
     for a, r in zip(g_fus, g_bat):
         torch.testing.assert_close(a, r, rtol=5e-2, atol=5e-2 * r.abs().max().item())
+
+
+def test_no_work_buffers_live_on_with_the_graph():
+    """A training loop may keep the loss (and so the autograd graph) until after the optimizer step: the
+    fused evaluator's group-sized buffers are dropped when the group loop ends, not with the graph."""
+    joint = swr.LinearJoint(4, 4, 6, 9)
+    B, T, U = 3, 6, 3
+    enc = torch.randn(B, T, 4, requires_grad=True)
+    pred = torch.randn(B, U + 1, 4, requires_grad=True)
+    y = torch.randint(0, 8, (B, U))
+    tl, ul = torch.full((B,), T), torch.full((B,), U)
+    for reduction in ("mean", "none"):  # gradients in forward; costs in forward, gradients recomputed in backward
+        loss = swr.samplewise_rnnt_loss(enc, pred, joint, y, tl, ul, reduction=reduction, fused=True)
+        evaluator = loss.grad_fn.cfg.evaluator
+        assert evaluator._bufs == {}
+        loss.sum().backward()
+        assert evaluator._bufs == {}

@@ -222,6 +222,13 @@ def _group_factor(w, logits_dtype):
 
 def _run_groups(plan: _Plan, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, bufs):
     """Costs [B] for all groups; with ``bufs``, accumulate ``sum_b weights[b] * d cost_b / d input``."""
+    try:
+        return _run_groups_once(plan, enc, pred, joint, params, tg, tl, ul, cfg, bufs)
+    finally:
+        cfg.evaluator.release()  # the group-sized work buffers must not live on with the autograd graph
+
+
+def _run_groups_once(plan: _Plan, enc, pred, joint, params, tg, tl, ul, cfg: _Cfg, bufs):
     B = enc.shape[0]
     device = enc.device
     cost_dtype = torch.float64 if cfg.logits_dtype == torch.float64 else torch.float32
@@ -521,6 +528,9 @@ class _GenericEvaluator:
     @staticmethod
     def default_budget(device):
         return default_budget(device)
+
+    def release(self):
+        pass
 
     def prepare(self, e, p, want):
         return e, p

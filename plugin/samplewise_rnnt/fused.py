@@ -201,14 +201,20 @@ class FusedEvaluator:
         self.seed = draw_dropout_seed() if self.p > 0 else 0  # before anything else draws from the RNG
         self.T_full, self.U1_full = T_full, U1_full
         item = torch.empty((), dtype=self.cdt).element_size()
-        # per node: the logits, z, [h, 1], d h (and for dropout h before the mask and the mask)
-        self.node_bytes_grad = self.V * item + self.J * (3 * item + (2 * item if self.p > 0 else 0)) + item
+        # per node: the logits, z, [h, 1], d h and one joint-sized temporary (the activation's derivative, the
+        # sums); for dropout also h before the mask, the mask and the hash's int64 temporaries (40 B / element)
+        self.node_bytes_grad = self.V * item + self.J * (4 * item + (40 if self.p > 0 else 0)) + item
         self.node_bytes_loss = self.node_bytes_grad
         self._bufs = {}
 
     @staticmethod
     def default_budget(device):
         return DEFAULT_CUDA_TILE_BYTES if device.type == "cuda" else DEFAULT_CPU_TILE_BYTES
+
+    def release(self):
+        """Drop the work buffers (called when a group loop ends: the evaluator lives on with the autograd
+        graph, which a training loop may keep until after the optimizer step)."""
+        self._bufs = {}
 
     def _buf(self, name, n, cols):
         b = self._bufs.get(name)
