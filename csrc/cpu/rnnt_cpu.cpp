@@ -117,33 +117,6 @@ void lattice_impl(const Layout& L, const acc_t* lp_blank, const acc_t* lp_label,
   lattice_run(L, RnntLattice<double, acc_t>{lp_blank, lp_label, blank_flow, label_flow}, alphas, betas, costs);
 }
 
-template <typename scalar_t>
-void logits_grad_impl(const scalar_t* logits, scalar_t* grad, int64_t V, const Layout& L, int64_t blank,
-                      const typename Acc<scalar_t>::type* lse, const typename Acc<scalar_t>::type* blank_flow,
-                      const typename Acc<scalar_t>::type* label_flow, double clamp, double fastemit_lambda,
-                      const float* scale) {
-  using acc_t = typename Acc<scalar_t>::type;
-  const acc_t w = acc_t(1) + static_cast<acc_t>(fastemit_lambda);
-  for_each_row(L, [&](int64_t b, int64_t t) {
-    const SampleView s = view(L, b);
-    const acc_t sc = scale ? static_cast<acc_t>(scale[b]) : acc_t(1);
-    for (int64_t u = 0; u < s.stride; ++u) {
-      const int64_t n = s.node(t, u);
-      scalar_t* g = grad + n * V;
-      if (t >= s.T || u > s.U) {
-        std::fill(g, g + V, scalar_t(0));
-        continue;
-      }
-      const scalar_t* x = logits + n * V;
-      const int64_t label = u < s.U ? L.targets[b * L.target_stride + u] : -1;
-      const acc_t l = lse[n], bf = blank_flow[n], lf = label_flow[n] * w;
-      for (int64_t v = 0; v < V; ++v)
-        g[v] = static_cast<scalar_t>(logit_grad(static_cast<acc_t>(x[v]), l, bf, lf, v == blank, v == label,
-                                                static_cast<acc_t>(clamp), sc));
-    }
-  });
-}
-
 // ---- TDT (core/tdt_math.h): rows of W = V1 + D logits, tokens then durations ----
 
 template <typename scalar_t>
@@ -211,6 +184,16 @@ void tdt_logits_grad_impl(const scalar_t* logits, scalar_t* grad, int64_t V1, co
                                                 static_cast<acc_t>(clamp), sc));
     }
   });
+}
+
+// RNN-T's stage 3 is TDT's token part: rows of V logits and no duration logits (D = 0).
+template <typename scalar_t>
+void logits_grad_impl(const scalar_t* logits, scalar_t* grad, int64_t V, const Layout& L, int64_t blank,
+                      const typename Acc<scalar_t>::type* lse, const typename Acc<scalar_t>::type* blank_flow,
+                      const typename Acc<scalar_t>::type* label_flow, double clamp, double fastemit_lambda,
+                      const float* scale) {
+  tdt_logits_grad_impl<scalar_t>(logits, grad, V, L, blank, 0, lse, nullptr, blank_flow, label_flow, nullptr, clamp,
+                                 fastemit_lambda, scale);
 }
 
 }  // namespace

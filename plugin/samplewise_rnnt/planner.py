@@ -27,7 +27,7 @@ import torch
 __all__ = ["Group", "plan_groups", "split_lattice", "default_budget", "CPU_DEFAULT_BYTES", "CUDA_FREE_FRACTION",
            "CUDA_MAX_BYTES"]
 
-CPU_DEFAULT_BYTES = 128 * 2 ** 20
+CPU_DEFAULT_BYTES = 80 * 2 ** 20
 CUDA_FREE_FRACTION = 1 / 8
 CUDA_MAX_BYTES = 2 * 2 ** 30
 
