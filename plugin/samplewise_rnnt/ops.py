@@ -150,29 +150,38 @@ def _prepare(logits, targets, logit_lengths, target_lengths, blank, clamp, faste
     clamp, fastemit_lambda = V_.check_scalars(clamp, fastemit_lambda)
     V = logits.shape[-1]
     blank = V_.normalize_blank(blank, V)
+    logits2d, tg, tl, ul, layout = _rows_and_layout(logits, targets, logit_lengths, target_lengths, V, blank, packed,
+                                                    offsets)
+    return logits2d, tg, tl, ul, layout, blank, clamp, fastemit_lambda
+
+
+def _rows_and_layout(logits, targets, logit_lengths, target_lengths, V, blank, packed, offsets):
+    """The checked lengths and targets (labels in ``[0, V)``, not ``blank``), the layout, and the logits as
+    contiguous ``[N, W]`` rows (padded ``[B, T, U+1, W]`` or packed ``[N, W]``); shared by the RNN-T and
+    TDT ops (``W = V`` for RNN-T, ``V1 + D`` for TDT)."""
     device = logits.device
-    stats = {}
     if packed:
         V_.check_tensor("logit_lengths", logit_lengths, 1, V_.INT_DTYPES, device)
         B = logit_lengths.shape[0]
+        stats = {}
         tg, tl, ul = V_.check_lengths_and_targets(targets, logit_lengths, target_lengths, B, float("inf"), None, V,
                                                   blank, device, stats_out=stats)
         layout = _packed_layout(tl, ul, offsets, logits.shape[0], stats)
         logits2d = logits
     else:
-        B, T, U1, _ = logits.shape
+        B, T, U1, W = logits.shape
         if B < 1 or T < 1 or U1 < 1:
             raise ValueError(f"logits must be non-empty in B, T and U+1, got shape {tuple(logits.shape)}")
-        tg, tl, ul = V_.check_lengths_and_targets(targets, logit_lengths, target_lengths, B, T, U1 - 1, V,
-                                                  blank, device)
+        tg, tl, ul = V_.check_lengths_and_targets(targets, logit_lengths, target_lengths, B, T, U1 - 1, V, blank,
+                                                  device)
         layout = padded_layout(B, T, U1, device)
-        logits2d = logits.reshape(B * T * U1, V)
+        logits2d = logits.reshape(B * T * U1, W)
     if not logits2d.is_contiguous():
         logits2d = logits2d.contiguous()
     if logits2d.is_cuda and not _ext().cuda_built():
         raise ValueError("logits is on a CUDA device but samplewise_rnnt was built without CUDA kernels "
                          "(rebuild with nvcc available and SWR_FORCE_CPU unset)")
-    return logits2d, tg, tl, ul, layout, blank, clamp, fastemit_lambda
+    return logits2d, tg, tl, ul, layout
 
 
 def _log_prob_scores(logits2d, tg, tl, ul, layout: Layout, blank):

@@ -74,8 +74,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import torch
 
 from . import _validate as V_
-from .ops import Layout, _check_logits, _ext, _grad_target, _grad_times_output, _packed_layout, _sample_weights, \
-    padded_layout
+from .ops import Layout, _check_logits, _ext, _grad_target, _grad_times_output, _rows_and_layout, _sample_weights
 
 __all__ = ["tdt_loss", "TDTLoss", "tdt_loss_packed", "draw_rnnt_mode"]
 
@@ -194,28 +193,8 @@ def _prepare_tdt(logits, targets, logit_lengths, target_lengths, durations, blan
     clamp, lam = V_.check_scalars(clamp, fastemit_lambda)
     sigma, omega = V_.check_tdt_scalars(sigma, omega)
     blank = V_.normalize_blank(blank, V1)
-    device = logits.device
-    if packed:
-        V_.check_tensor("logit_lengths", logit_lengths, 1, V_.INT_DTYPES, device)
-        B = logit_lengths.shape[0]
-        stats = {}
-        tg, tl, ul = V_.check_lengths_and_targets(targets, logit_lengths, target_lengths, B, float("inf"), None, V1,
-                                                  blank, device, stats_out=stats)
-        layout = _packed_layout(tl, ul, offsets, logits.shape[0], stats)
-        logits2d = logits
-    else:
-        B, T, U1, _ = logits.shape
-        if B < 1 or T < 1 or U1 < 1:
-            raise ValueError(f"logits must be non-empty in B, T and U+1, got shape {tuple(logits.shape)}")
-        tg, tl, ul = V_.check_lengths_and_targets(targets, logit_lengths, target_lengths, B, T, U1 - 1, V1, blank,
-                                                  device)
-        layout = padded_layout(B, T, U1, device)
-        logits2d = logits.reshape(B * T * U1, W)
-    if not logits2d.is_contiguous():
-        logits2d = logits2d.contiguous()
-    if logits2d.is_cuda and not _ext().cuda_built():
-        raise ValueError("logits is on a CUDA device but samplewise_rnnt was built without CUDA kernels "
-                         "(rebuild with nvcc available and SWR_FORCE_CPU unset)")
+    logits2d, tg, tl, ul, layout = _rows_and_layout(logits, targets, logit_lengths, target_lengths, V1, blank, packed,
+                                                    offsets)
     return _Prepared(logits2d, tg, tl, ul, layout, blank, durations, sigma, omega, clamp, lam)
 
 
