@@ -69,6 +69,17 @@ void for_chunks(int64_t B, F f) {
   for (int64_t b0 = 0; b0 < B; b0 += kMaxGridY) f(b0, B - b0 < kMaxGridY ? B - b0 : kMaxGridY);
 }
 
+// launch(acc_t(), b0, n) over the chunks, acc_t the lattice's node-array type (double or float).
+template <typename F>
+void for_chunks_acc(DType acc, int64_t B, F launch) {
+  for_chunks(B, [&](int64_t b0, int64_t nb) {
+    if (acc == DType::kFloat64)
+      launch(double(), b0, nb);
+    else
+      launch(float(), b0, nb);
+  });
+}
+
 // The node that warp threadIdx.x / 32 of block (x, y) handles in the warp-per-node grids
 // (ceil(max_rows * max_stride / warps), B): node w + x * warps of sample b0 + y. False past the sample's nodes.
 struct WarpNode {
@@ -429,12 +440,7 @@ void lattice_cuda(DType acc, const Layout& L, const void* lp_blank, const void* 
       lattice_kernel<acc_t, false><<<static_cast<unsigned>(nb), threads, 0, st>>>(L, lpb, lpl, a, be, c, bf, lf, b0);
   };
   // grid.x may reach 2^31 - 1; chunks anyway, as the other stages (one launch for any B below 65536)
-  for_chunks(L.B, [&](int64_t b0, int64_t nb) {
-    if (acc == DType::kFloat64)
-      launch(double(), b0, nb);
-    else
-      launch(float(), b0, nb);
-  });
+  for_chunks_acc(acc, L.B, launch);
   check(cudaGetLastError(), "lattice");
 }
 
@@ -510,12 +516,7 @@ void tdt_lattice_cuda(DType acc, const Layout& L, const Durations& dur, const vo
     lattice_sweep_kernel<<<static_cast<unsigned>(nb), threads, 0, st>>>(
         L, lat, static_cast<double*>(alphas), static_cast<double*>(betas), static_cast<acc_t*>(costs), b0);
   };
-  for_chunks(L.B, [&](int64_t b0, int64_t nb) {
-    if (acc == DType::kFloat64)
-      launch(double(), b0, nb);
-    else
-      launch(float(), b0, nb);
-  });
+  for_chunks_acc(acc, L.B, launch);
   check(cudaGetLastError(), "tdt_lattice");
 }
 
