@@ -57,7 +57,7 @@ from typing import Callable, List, NamedTuple, Optional, Sequence
 import torch
 
 from . import _validate as V_
-from .ops import _ext, padded_layout
+from .ops import _ext, _rnnt_grad, _rnnt_lattice, _rnnt_scores, padded_layout
 from .planner import Group, default_budget, plan_groups, split_lattice
 from .reference import reduce_costs
 
@@ -272,13 +272,17 @@ class _Tile(NamedTuple):
         return (self.b1 - self.b0) * (self.t1 - self.t0) * (self.u1 - self.u0)
 
 
+def _whole(g: Group) -> _Tile:
+    """The tile that is the whole group."""
+    return _Tile(0, len(g.samples), 0, g.T, 0, g.U1)
+
+
 def _group_tiles(g: Group, node_bytes, budget) -> List[_Tile]:
     """The whole group as one tile when it fits ``budget`` (always, except for a group of one sample that
     alone exceeds it); otherwise whole time rows of each sample, or runs of nodes within a row."""
-    n = len(g.samples)
     if budget is None or g.nodes * node_bytes <= budget:
-        return [_Tile(0, n, 0, g.T, 0, g.U1)]
-    return [_Tile(s, s + 1, t0, t1, u0, u1) for s in range(n)
+        return [_whole(g)]
+    return [_Tile(s, s + 1, t0, t1, u0, u1) for s in range(len(g.samples))
             for (t0, t1, u0, u1) in split_lattice(g.T, g.U1, node_bytes, budget)]
 
 
@@ -297,8 +301,7 @@ class _GroupData:
 
     def tile_layout(self, tile: _Tile):
         """(layout, T, U, targets) of a tile, in the tile's own node numbering."""
-        g = self.g
-        if tile == _Tile(0, len(g.samples), 0, g.T, 0, g.U1):
+        if tile == _whole(self.g):
             return self.layout, self.tl, self.ul, self.tg
         nt, nu, b = tile.t1 - tile.t0, tile.u1 - tile.u0, tile.b0
         lay = padded_layout(1, nt, nu, self.device)
@@ -405,10 +408,11 @@ def _evaluate(cfg: _Cfg, data: _GroupData, e, p, inputs, want, scale, plan: _Pla
         return costs, ev.finish(prep, inputs, acc)
     rng = ev.uses_rng and _get_rng(data.device)
     scores = K.empty_scores(data.g.nodes, cfg.logits_dtype, data.device)
+    layouts = [data.tile_layout(tile) for tile in tiles]
     with torch.no_grad():
-        for tile in tiles:
+        for tile, tile_layout in zip(tiles, layouts):
             x, _ = ev.logits(prep, data, tile, False)
-            for whole, part in zip(scores, K.scores(_rows(x, cfg.V), *data.tile_layout(tile))):
+            for whole, part in zip(scores, K.scores(_rows(x, cfg.V), *tile_layout)):
                 whole[data.node_slice(tile)] = part
             del x
     lay = data.layout
@@ -418,13 +422,13 @@ def _evaluate(cfg: _Cfg, data: _GroupData, e, p, inputs, want, scale, plan: _Pla
     if ev.uses_rng:
         _set_rng(data.device, rng)
     acc = ev.start(prep, inputs)
-    for tile in tiles:
+    for tile, tile_layout in zip(tiles, layouts):
         x, state = ev.logits(prep, data, tile, True)
         if not ev.differentiable(x):
             continue
         sl = data.node_slice(tile)
         ev.backprop(prep, data, tile, x, _rows(x, cfg.V), state, _sliced(scores, sl), _sliced(flows, sl),
-                    data.tile_layout(tile), scale[tile.b0:tile.b1], acc)
+                    tile_layout, scale[tile.b0:tile.b1], acc)
         del x, state
     return costs, ev.finish(prep, inputs, acc)
 
@@ -441,47 +445,54 @@ def _rows(x, V):
     return (x if x.is_contiguous() else x.contiguous()).view(-1, V)
 
 
-class _RNNTKernels:
-    """The RNN-T loss's three stages (the core op's kernels) on a layout; what an evaluator calls."""
+class _Kernels:
+    """A loss's three stages on a layout, what an evaluator calls: ``scores`` (stage 1 on a tile),
+    ``lattice`` (stage 2 on a group; costs in FastEmit's convention) and ``grad`` (stage 3 on a tile).
+    Subclasses give the loss's stage functions ``_scores``, ``_lattice`` and ``_grad`` (ops.py's for
+    RNN-T, tdt.py's for TDT)."""
 
     def __init__(self, blank, clamp, fastemit_lambda):
         self.blank, self.clamp, self.lam = blank, clamp, fastemit_lambda
+
+    def lattice(self, scores, lay, T, U, want_flows):
+        costs, flows = self._lattice(scores, T, U, lay, want_flows)
+        if self.lam:
+            costs = costs * (1.0 + self.lam)
+        return costs, flows
+
+    def grad(self, x2d, out, scores, flows, tile_layout, scale):
+        """``out`` (may be ``x2d``) = each node's logits gradient times its sample's ``scale``."""
+        lay, T, U, tgt = tile_layout
+        fp64 = x2d.dtype == torch.float64  # the kernels read the scale in fp32: scale fp64 gradients here
+        self._grad(x2d, out, scores, flows, tgt, T, U, lay, None if fp64 else scale)
+        if fp64:
+            out.view(scale.shape[0], -1).mul_(scale.view(-1, 1).to(out.dtype))
+
+
+class _RNNTKernels(_Kernels):
+    """The RNN-T loss's stages (the core op's kernels)."""
 
     def empty_scores(self, N, logits_dtype, device):
         acc = torch.float64 if logits_dtype == torch.float64 else torch.float32
         return tuple(torch.empty(N, dtype=acc, device=device) for _ in range(3))
 
     def scores(self, x2d, lay, T, U, tgt):
-        """Stage 1: (lse, lp_blank, lp_label) per node."""
-        return tuple(_ext().node_scores(x2d, lay.offsets, lay.strides, lay.nrows, T, U, tgt, self.blank, lay.max_rows,
-                                        lay.max_stride))
+        return _rnnt_scores(x2d, tgt, T, U, lay, self.blank)
 
-    def lattice(self, scores, lay, T, U, want_flows):
-        """Stage 2: costs [n] (FastEmit's convention) and, with ``want_flows``, (blank_flow, label_flow)."""
-        costs, bf, lf = _ext().lattice(scores[1], scores[2], lay.offsets, lay.strides, T, U, want_flows, lay.max_rows,
-                                       lay.max_stride)
-        if self.lam:
-            costs = costs * (1.0 + self.lam)
-        return costs, (bf, lf)
+    def _lattice(self, scores, T, U, lay, want_flows):
+        return _rnnt_lattice(scores, T, U, lay, want_flows)
 
-    def grad(self, x2d, out, scores, flows, tile_layout, scale):
-        """Stage 3: ``out`` (may be ``x2d``) = each node's logits gradient times its sample's ``scale``."""
-        lay, T, U, tgt = tile_layout
-        fp64 = x2d.dtype == torch.float64  # the kernels read the scale in fp32: scale fp64 gradients here
-        s = torch.empty(0, device=x2d.device) if fp64 else scale.float().contiguous()
-        _ext().logits_grad(x2d, out, scores[0], flows[0], flows[1], lay.offsets, lay.strides, lay.nrows, T, U, tgt,
-                           self.blank, float(self.clamp), float(self.lam), s, lay.max_rows, lay.max_stride)
-        if fp64:
-            out.view(scale.shape[0], -1).mul_(scale.view(-1, 1).to(out.dtype))
+    def _grad(self, x2d, out, scores, flows, tgt, T, U, lay, scale):
+        _rnnt_grad(x2d, out, scores, flows, tgt, T, U, lay, self.blank, self.clamp, self.lam, scale)
 
 
-class _TDTKernels:
-    """The TDT loss's three stages (:mod:`samplewise_rnnt.tdt`'s kernels), as :class:`_RNNTKernels`;
-    ``rnnt_mode`` is the batch's omega draw (the standard RNN-T loss of the token logits)."""
+class _TDTKernels(_Kernels):
+    """The TDT loss's stages (:mod:`samplewise_rnnt.tdt`'s kernels); ``rnnt_mode`` is the batch's omega
+    draw (the standard RNN-T loss of the token logits)."""
 
     def __init__(self, blank, durations, sigma, clamp, fastemit_lambda, rnnt_mode):
-        self.blank, self.durations, self.sigma = blank, tuple(durations), sigma
-        self.clamp, self.lam, self.rnnt_mode = clamp, fastemit_lambda, rnnt_mode
+        super().__init__(blank, clamp, fastemit_lambda)
+        self.durations, self.sigma, self.rnnt_mode = tuple(durations), sigma, rnnt_mode
 
     def empty_scores(self, N, logits_dtype, device):
         from .tdt import TDTScores
@@ -495,22 +506,15 @@ class _TDTKernels:
 
         return _tdt_scores(x2d, tgt, T, U, lay, self.blank, self.durations, self.sigma, self.rnnt_mode)
 
-    def lattice(self, scores, lay, T, U, want_flows):
+    def _lattice(self, scores, T, U, lay, want_flows):
         from .tdt import _tdt_lattice
 
-        costs, flows = _tdt_lattice(scores, T, U, lay, self.durations, want_flows, self.rnnt_mode)
-        if self.lam:
-            costs = costs * (1.0 + self.lam)
-        return costs, flows
+        return _tdt_lattice(scores, T, U, lay, self.durations, want_flows, self.rnnt_mode)
 
-    def grad(self, x2d, out, scores, flows, tile_layout, scale):
+    def _grad(self, x2d, out, scores, flows, tgt, T, U, lay, scale):
         from .tdt import _tdt_grad
 
-        lay, T, U, tgt = tile_layout
-        fp64 = x2d.dtype == torch.float64
-        _tdt_grad(x2d, out, scores, flows, tgt, T, U, lay, self.blank, self.clamp, self.lam, None if fp64 else scale)
-        if fp64:
-            out.view(scale.shape[0], -1).mul_(scale.view(-1, 1).to(out.dtype))
+        _tdt_grad(x2d, out, scores, flows, tgt, T, U, lay, self.blank, self.clamp, self.lam, scale)
 
 
 class _GenericEvaluator:
@@ -537,10 +541,9 @@ class _GenericEvaluator:
 
     def logits(self, prep, data, tile, want):
         e, p = prep
-        g = data.g
         shape = (tile.b1 - tile.b0, tile.t1 - tile.t0, tile.u1 - tile.u0)
         with torch.set_grad_enabled(want):  # (forward of an autograd.Function runs with grad mode off)
-            if shape != (len(g.samples), g.T, g.U1):
+            if tile != _whole(data.g):
                 e, p = e[tile.b0:tile.b1, tile.t0:tile.t1], p[tile.b0:tile.b1, tile.u0:tile.u1]
             ein, pin = e.unsqueeze(2), p.unsqueeze(1)
             out = self.joint(ein, pin)

@@ -213,25 +213,45 @@ def _grad_target(logits2d, layout: Layout, tl, ul, inplace):
     return torch.zeros_like(logits2d) if layout.gaps else torch.empty_like(logits2d)
 
 
+def _rnnt_scores(logits2d, tg, tl, ul, layout: Layout, blank):
+    """Stage 1 on the rows of ``layout``: (lse, lp_blank, lp_label) per node."""
+    return tuple(_ext().node_scores(logits2d, layout.offsets, layout.strides, layout.nrows, tl, ul, tg, blank,
+                                    layout.max_rows, layout.max_stride))
+
+
+def _rnnt_lattice(scores, tl, ul, layout: Layout, want_flows):
+    """Stage 2: (costs [B], (blank_flow, label_flow) or (None, None)); plain negative log-likelihoods
+    (without FastEmit's ``1 + lambda``)."""
+    costs, bf, lf = _ext().lattice(scores[1], scores[2], layout.offsets, layout.strides, tl, ul, want_flows,
+                                   layout.max_rows, layout.max_stride)
+    return costs, (bf, lf)
+
+
+def _rnnt_grad(logits2d, grad, scores, flows, tg, tl, ul, layout: Layout, blank, clamp, fastemit_lambda,
+               grad_scale=None):
+    """Stage 3: writes each node's logits gradient into ``grad`` (may be ``logits2d``), clamped, times
+    ``grad_scale[b]`` ([B], optional)."""
+    scale = grad_scale.float().contiguous() if grad_scale is not None else torch.empty(0, device=logits2d.device)
+    _ext().logits_grad(logits2d, grad, scores[0], flows[0], flows[1], layout.offsets, layout.strides, layout.nrows,
+                       tl, ul, tg, blank, float(clamp), float(fastemit_lambda), scale, layout.max_rows,
+                       layout.max_stride)
+    return grad
+
+
 def _core(logits2d, tg, tl, ul, layout: Layout, blank, clamp, fastemit_lambda, want_grad, inplace=False,
           grad_scale=None, log_softmax=True):
     """The three stages on validated input (no host synchronisation). Returns (costs [B], grad or None)."""
-    C = _ext()
-    offsets, strides, nrows = layout.offsets, layout.strides, layout.nrows
-    mr, ms = layout.max_rows, layout.max_stride
     if log_softmax:
-        lse, lp_blank, lp_label = C.node_scores(logits2d, offsets, strides, nrows, tl, ul, tg, blank, mr, ms)
+        scores = _rnnt_scores(logits2d, tg, tl, ul, layout, blank)
     else:
-        lse, lp_blank, lp_label = _log_prob_scores(logits2d, tg, tl, ul, layout, blank)
-    costs, blank_flow, label_flow = C.lattice(lp_blank, lp_label, offsets, strides, tl, ul, want_grad, mr, ms)
+        scores = _log_prob_scores(logits2d, tg, tl, ul, layout, blank)
+    costs, flows = _rnnt_lattice(scores, tl, ul, layout, want_grad)
     if fastemit_lambda:
         costs = costs * (1.0 + fastemit_lambda)  # the FastEmit convention of NeMo / warp-transducer
     grad = None
     if want_grad:
-        grad = _grad_target(logits2d, layout, tl, ul, inplace)
-        scale = grad_scale if grad_scale is not None else torch.empty(0, device=logits2d.device)
-        C.logits_grad(logits2d, grad, lse, blank_flow, label_flow, offsets, strides, nrows, tl, ul, tg, blank,
-                      float(clamp), float(fastemit_lambda), scale.float().contiguous(), mr, ms)
+        grad = _rnnt_grad(logits2d, _grad_target(logits2d, layout, tl, ul, inplace), scores, flows, tg, tl, ul,
+                          layout, blank, clamp, fastemit_lambda, grad_scale)
     return costs, grad
 
 
