@@ -7,7 +7,6 @@ TDT kernels (alphas, betas, gradients with FastEmit and clamp), which NeMo train
 run without a GPU. CUDA against CPU at the end (skipped, with the reason, without a GPU).
 """
 import math
-import os
 
 import numpy as np
 import pytest
@@ -639,17 +638,7 @@ def test_inputs_never_modified():
 # ------------------------------------------------------------------------------------------------
 # CUDA against CPU (SWR_TEST_CUDA_DEVICE=cpu runs the same comparisons CPU against CPU)
 # ------------------------------------------------------------------------------------------------
-DEVICE = os.environ.get("SWR_TEST_CUDA_DEVICE", "cuda")
-
-
-def _why_skip_cuda():
-    if DEVICE != "cuda":
-        return None
-    if not torch.cuda.is_available():
-        return "no CUDA GPU is visible"
-    if not swr.cuda_built():
-        return "samplewise_rnnt was built without its CUDA kernels"
-    return None
+from test_cuda import DEVICE, _why_skip as _why_skip_cuda  # noqa: E402  (one definition of the CUDA skip)
 
 
 CUDA_TOL = {torch.float32: (1e-5, 1e-5), torch.float64: (1e-10, 1e-10), torch.float16: (2e-3, 2e-3),
