@@ -181,16 +181,24 @@ struct RnntLattice {
   }
 };
 
-// Gradient of the cost with respect to one logit, given the node's log-sum-exp and flows
-// (label_flow already multiplied by 1 + fastemit_lambda), clamped and scaled.
+// Gradient of the cost with respect to one logit from the logit's softmax probability p = exp(x - lse) and
+// the node's flows (label_flow already multiplied by 1 + fastemit_lambda), clamped and scaled. The CPU's
+// vectorised row loops compute p themselves and call this; everything else calls logit_grad below.
 template <typename acc_t>
-SWR_HD acc_t logit_grad(acc_t x, acc_t lse, acc_t blank_flow, acc_t label_flow_w, bool is_blank, bool is_label,
-                        acc_t clamp, acc_t scale) {
-  acc_t g = fexp(x - lse) * (blank_flow + label_flow_w);
+SWR_HD acc_t logit_grad_of_prob(acc_t p, acc_t blank_flow, acc_t label_flow_w, bool is_blank, bool is_label,
+                                acc_t clamp, acc_t scale) {
+  acc_t g = p * (blank_flow + label_flow_w);
   if (is_blank) g -= blank_flow;
   if (is_label) g -= label_flow_w;
   if (clamp > 0) g = g < -clamp ? -clamp : (g > clamp ? clamp : g);
   return g * scale;
+}
+
+// The same from the logit x and the node's log-sum-exp.
+template <typename acc_t>
+SWR_HD acc_t logit_grad(acc_t x, acc_t lse, acc_t blank_flow, acc_t label_flow_w, bool is_blank, bool is_label,
+                        acc_t clamp, acc_t scale) {
+  return logit_grad_of_prob(fexp(x - lse), blank_flow, label_flow_w, is_blank, is_label, clamp, scale);
 }
 
 }  // namespace swr

@@ -13,6 +13,7 @@
 #include "../core/rnnt_kernels.h"
 #include "../core/rnnt_math.h"
 #include "../core/tdt_math.h"
+#include "rows.h"
 
 namespace swr {
 namespace {
@@ -30,6 +31,21 @@ void for_each_row(const Layout& L, F f) {
   });
 }
 
+// The log-sum-exp of a row of V logits: rows.h's vectorised loop for float, a scalar loop otherwise.
+template <typename scalar_t>
+typename Acc<scalar_t>::type row_lse(const scalar_t* x, int64_t V) {
+  using acc_t = typename Acc<scalar_t>::type;
+  acc_t m = neg_inf<acc_t>(), z = 0;
+  for (int64_t v = 0; v < V; ++v) m = std::max(m, static_cast<acc_t>(x[v]));
+  if (m == neg_inf<acc_t>()) return m;
+  for (int64_t v = 0; v < V; ++v) z += fexp(static_cast<acc_t>(x[v]) - m);
+  return lse_value(m, z);
+}
+template <>
+float row_lse<float>(const float* x, int64_t V) {
+  return rows::row_lse(x, V);
+}
+
 template <typename scalar_t>
 void node_scores_impl(const scalar_t* logits, int64_t V, const Layout& L, int64_t blank,
                       typename Acc<scalar_t>::type* lse, typename Acc<scalar_t>::type* lp_blank,
@@ -44,12 +60,9 @@ void node_scores_impl(const scalar_t* logits, int64_t V, const Layout& L, int64_
         continue;
       }
       const scalar_t* x = logits + n * V;
-      acc_t m = neg_inf<acc_t>(), z = 0;
-      for (int64_t v = 0; v < V; ++v) m = std::max(m, static_cast<acc_t>(x[v]));
-      for (int64_t v = 0; v < V; ++v) z += fexp(static_cast<acc_t>(x[v]) - m);
       const bool has_label = u < s.U;
       const acc_t x_label = has_label ? static_cast<acc_t>(x[L.targets[b * L.target_stride + u]]) : acc_t(0);
-      store_node_scores(n, true, lse_value(m, z), static_cast<acc_t>(x[blank]), x_label, has_label, lse, lp_blank,
+      store_node_scores(n, true, row_lse(x, V), static_cast<acc_t>(x[blank]), x_label, has_label, lse, lp_blank,
                         lp_label);
     }
   });
@@ -136,9 +149,7 @@ void tdt_node_scores_impl(const scalar_t* logits, int64_t V1, const Layout& L, i
         continue;
       }
       const scalar_t* x = logits + n * W;
-      acc_t m = neg_inf<acc_t>(), z = 0;
-      for (int64_t v = 0; v < V1; ++v) lse_add(m, z, static_cast<acc_t>(x[v]));
-      const acc_t l = lse_value(m, z);
+      const acc_t l = row_lse(x, V1);
       const bool has_label = u < s.U;
       const acc_t x_label = has_label ? static_cast<acc_t>(x[L.targets[b * L.target_stride + u]]) : acc_t(0);
       // sigma folded into the normaliser: lp = x - (lse + sigma); lse itself stays the softmax's normaliser
@@ -150,6 +161,19 @@ void tdt_node_scores_impl(const scalar_t* logits, int64_t V1, const Layout& L, i
       for (int64_t i = 0; i < D; ++i) store_duration_scores(n, true, i, static_cast<acc_t>(x[V1 + i]), ld, D, lp_dur);
     }
   });
+}
+
+// One node's token gradient: rows.h's vectorised loop for float, a scalar loop over logit_grad otherwise.
+template <typename scalar_t, typename acc_t>
+void row_grad(const scalar_t* x, scalar_t* g, int64_t V, int64_t blank, int64_t label, acc_t lse, acc_t bf, acc_t lf,
+              acc_t clamp, acc_t sc) {
+  for (int64_t v = 0; v < V; ++v)
+    g[v] = static_cast<scalar_t>(logit_grad(static_cast<acc_t>(x[v]), lse, bf, lf, v == blank, v == label, clamp, sc));
+}
+template <>
+void row_grad<float, float>(const float* x, float* g, int64_t V, int64_t blank, int64_t label, float lse, float bf,
+                            float lf, float clamp, float sc) {
+  rows::row_grad(x, g, V, blank, label, lse, bf, lf, clamp, sc);
 }
 
 template <typename scalar_t>
@@ -179,9 +203,7 @@ void tdt_logits_grad_impl(const scalar_t* logits, scalar_t* grad, int64_t V1, co
       // the duration part first: in place, the token part below overwrites only x[0..V1)
       for (int64_t i = 0; i < D; ++i)
         g[V1 + i] = static_cast<scalar_t>(duration_grad(lp_dur[n * D + i], out, dur_flow[n * D + i], sc));
-      for (int64_t v = 0; v < V1; ++v)
-        g[v] = static_cast<scalar_t>(logit_grad(static_cast<acc_t>(x[v]), l, bf, lf, v == blank, v == label,
-                                                static_cast<acc_t>(clamp), sc));
+      row_grad(x, g, V1, blank, label, l, bf, lf, static_cast<acc_t>(clamp), sc);
     }
   });
 }
