@@ -328,8 +328,26 @@ bool cuda_built() {
 
 }  // namespace
 
+// f [nb, nt, J], g [nb, nu, J] (float32, CPU, rows of J contiguous), h [nb * nt * nu, J] contiguous.
+void joint_tanh(const torch::Tensor& f, const torch::Tensor& g, torch::Tensor& h) {
+  for (const torch::Tensor* x : {&f, &g, static_cast<const torch::Tensor*>(&h)}) {
+    TORCH_CHECK(x->device().is_cpu() && x->scalar_type() == torch::kFloat32,
+                "samplewise_rnnt: joint_tanh takes float32 CPU tensors");
+  }
+  TORCH_CHECK(f.dim() == 3 && g.dim() == 3 && h.dim() == 2, "samplewise_rnnt: joint_tanh: f, g [nb, n, J], h [N, J]");
+  const int64_t nb = f.size(0), nt = f.size(1), nu = g.size(1), J = f.size(2);
+  TORCH_CHECK(g.size(0) == nb && g.size(2) == J && h.size(0) == nb * nt * nu && h.size(1) == J,
+              "samplewise_rnnt: joint_tanh: shapes do not match");
+  TORCH_CHECK((f.stride(2) == 1 || J <= 1) && (f.stride(1) == J || nt <= 1) && (g.stride(2) == 1 || J <= 1) &&
+                  (g.stride(1) == J || nu <= 1) && h.is_contiguous(),
+              "samplewise_rnnt: joint_tanh: rows of J must be contiguous");
+  swr::joint_tanh_cpu(f.data_ptr<float>(), f.stride(0), g.data_ptr<float>(), g.stride(0), h.data_ptr<float>(), nb,
+                      nt, nu, J);
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "samplewise_rnnt kernels (RNN-T and TDT): per-node scores, the lattice recursion and the logits gradient";
+  m.def("joint_tanh", &joint_tanh, "the fused layer's h = tanh(f[:, t] + g[:, u]) for a tile (CPU, float32)");
   m.def("node_scores", &node_scores, "log-sum-exp, blank and label log-probabilities per lattice node");
   m.def("lattice", &lattice, "alphas/betas -> costs and (optionally) blank and label flows");
   m.def("logits_grad", &logits_grad, "gradient of each sample's cost with respect to its logits");

@@ -80,6 +80,12 @@ void tdt_logits_grad_cpu(DType dt, const void* logits, void* grad, int64_t V1, c
                          const void* label_flow, const void* dur_flow, double clamp, double fastemit_lambda,
                          const float* scale);
 
+// The fused output layer's activation for a tile (CPU, float32; CUDA uses torch's tanh): h[b, t, u, :] =
+// tanh(f[b, t, :] + g[b, u, :]) for b < nb, t < nt, u < nu, with rows of J contiguous in f, g and h, sample b's
+// f rows from f + b * f_bstride and its g rows from g + b * g_bstride, h contiguous [nb, nt, nu, J].
+void joint_tanh_cpu(const float* f, int64_t f_bstride, const float* g, int64_t g_bstride, float* h, int64_t nb,
+                    int64_t nt, int64_t nu, int64_t J);
+
 #ifdef SWR_WITH_CUDA
 void tdt_node_scores_cuda(DType dt, const void* logits, int64_t V1, const Layout& L, int64_t blank,
                           const Durations& dur, double sigma, void* lse, void* lp_blank, void* lp_label,

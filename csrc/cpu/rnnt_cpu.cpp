@@ -318,4 +318,14 @@ void tdt_logits_grad_cpu(DType dt, const void* logits, void* grad, int64_t V1, c
   })
 }
 
+void joint_tanh_cpu(const float* f, int64_t f_bstride, const float* g, int64_t g_bstride, float* h, int64_t nb,
+                    int64_t nt, int64_t nu, int64_t J) {
+  at::parallel_for(0, nb * nt, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t b = r / nt, t = r % nt;
+      rows::tanh_of_sums(f + b * f_bstride + t * J, g + b * g_bstride, h + r * nu * J, nu, J);
+    }
+  });
+}
+
 }  // namespace swr

@@ -45,6 +45,29 @@ inline float vexp(float x) {
   return x == x ? out : x;
 }
 
+// tanh(x) to about 2 ulp, branch-free (Cephes' tanhf: an odd polynomial for |x| < 0.625, else
+// 1 - 2 / (exp(2|x|) + 1) with the sign of x); NaN for NaN.
+inline float vtanh(float x) {
+  const float a = x < 0 ? -x : x;
+  const float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const float small = p * z * x + x;
+  const float big = 1.0f - 2.0f / (vexp(2.0f * (a < 44.0f ? a : 44.0f)) + 1.0f);
+  const float out = a < 0.625f ? small : (x < 0 ? -big : big);
+  return x == x ? out : x;
+}
+
+// out[u, :] = tanh(f + g[u, :]) for u < nu (rows of J; out may not overlap f or g).
+SWR_CLONES static void tanh_of_sums(const float* __restrict f, const float* __restrict g, float* __restrict out,
+                                    int64_t nu, int64_t J) {
+  for (int64_t u = 0; u < nu; ++u)
+    for (int64_t j = 0; j < J; ++j) out[u * J + j] = vtanh(f[j] + g[u * J + j]);
+}
+
 // max_v x[v] (NaN entries ignored, as std::max(m, x) ignores them).
 SWR_CLONES static float row_max(const float* x, int64_t V) {
   float m[kLanes];

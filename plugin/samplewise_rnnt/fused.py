@@ -43,6 +43,7 @@ import torch
 
 from . import _validate as V_
 from .joints import LinearJoint, canonical_activation
+from .ops import _ext
 
 __all__ = [
     "fused_rnnt_loss",
@@ -177,12 +178,11 @@ def compute_dtype(spec, encoder_out, predictor_out):
 class FusedEvaluator:
     """A group of the engine's loop through a Linear-act-Linear joint, without a logits tensor beyond
     one tile: the group's projections ``f = lin_enc(e)``, ``g = lin_dec(p)`` with autograd; per tile
-    ``z = f + g``, ``h = act(z)`` (dropout: a counter-based mask), ``logits = [h, 1] [W, b]^T`` into a
-    reused buffer; backward by hand (``d [W, b] += G^T [h, 1]``, ``d h = G W``, ``d z = act'(z) d h``,
-    ``d f = sum_u d z``, ``d g = sum_t d z``) and by autograd through the two projections.
-
-    The bias is folded into the products: ``hb = [h * mask, 1]`` ([n, J+1]) and ``Wb = [W, bias]``
-    ([V, J+1]), so ``logits = hb Wb^T`` and ``[d W, d bias] = d logits^T hb`` are one product each.
+    ``z = f + g``, ``h = act(z)`` (dropout: ``h * mask``, a counter-based mask), ``logits = h W^T + b``
+    into a reused buffer; backward by hand (``d W += G^T h``, ``d b += sum G``, ``d h = G W``,
+    ``d z = act'(z) d h``, ``d f = sum_u d z``, ``d g = sum_t d z``) and by autograd through the two
+    projections. The three matrix products are :meth:`forward_product` and :meth:`backward_products`
+    (the benchmark's floor times exactly these).
     """
 
     uses_rng = False  # the dropout mask is a hash of the element's position and a seed drawn once
@@ -191,21 +191,41 @@ class FusedEvaluator:
         self.spec, self.kernels = spec, cfg.kernels
         self.cdt = cfg.logits_dtype
         self.acc = torch.float64 if self.cdt == torch.float64 else torch.float32
-        W = spec.weight.detach()
-        self.has_bias = spec.bias is not None
-        Wb = torch.cat([W, spec.bias.detach()[:, None].to(W.dtype)], 1) if self.has_bias else W
-        self.Wb = Wb.to(self.cdt)
-        self.V, self.J = W.shape
-        self.W = self.Wb[:, :self.J]
+        self.W = spec.weight.detach().to(self.cdt).contiguous()
+        self.b = spec.bias.detach().to(self.cdt) if spec.bias is not None else None
+        self.V, self.J = self.W.shape
         self.act, self.p = spec.activation, spec.dropout
         self.seed = draw_dropout_seed() if self.p > 0 else 0  # before anything else draws from the RNG
         self.T_full, self.U1_full = T_full, U1_full
+        # tanh of float32 on the CPU: h = tanh(f + g) in one vectorised pass of the extension (no z: tanh's
+        # derivative needs only h)
+        self.tanh_kernel = self.act == "tanh" and self.cdt == torch.float32 and self.W.device.type == "cpu"
         item = torch.empty((), dtype=self.cdt).element_size()
-        # per node: the logits, z, [h, 1], d h and one joint-sized temporary (the activation's derivative, the
-        # sums); for dropout also h before the mask, the mask and the hash's int64 temporaries (40 B / element)
-        self.node_bytes_grad = self.V * item + self.J * (4 * item + (40 if self.p > 0 else 0)) + item
+        # per node: the logits, z (not with the tanh kernel), h, d h and one joint-sized temporary (the
+        # activation's derivative, the sums); for dropout also h times the mask, the mask and the hash's int64
+        # temporaries (40 B / element)
+        joint_sized = 3 if self.tanh_kernel else 4
+        self.node_bytes_grad = self.V * item + self.J * (joint_sized * item + (2 * item + 40 if self.p > 0 else 0))
         self.node_bytes_loss = self.node_bytes_grad
         self._bufs = {}
+
+    def forward_product(self, h, out):
+        """``out = h W^T + b`` (the tile's logits)."""
+        if self.b is None:
+            return torch.mm(h, self.W.t(), out=out)
+        return torch.addmm(self.b, h, self.W.t(), out=out)
+
+    def backward_products(self, G, h, acc, dh):
+        """``acc["W"] += G^T h``, ``acc["b"] += sum_n G`` (when they are wanted) and, with ``dh`` given,
+        ``dh = G W``; returns ``dh``."""
+        if acc["W"] is not None:
+            if self.cdt == self.acc:
+                acc["W"].addmm_(G.t(), h)
+            else:
+                acc["W"].add_(torch.mm(G.t(), h))
+        if acc["b"] is not None:
+            acc["b"].add_(G.sum(0, dtype=self.acc))
+        return None if dh is None else torch.mm(G, self.W, out=dh)
 
     @staticmethod
     def default_budget(device):
@@ -219,9 +239,7 @@ class FusedEvaluator:
     def _buf(self, name, n, cols):
         b = self._bufs.get(name)
         if b is None or b.shape[0] < n:
-            b = torch.empty(n, cols, dtype=self.cdt, device=self.Wb.device)
-            if name == "hb" and self.has_bias:
-                b[:, self.J] = 1
+            b = torch.empty(n, cols, dtype=self.cdt, device=self.W.device)
             self._bufs[name] = b
         return b[:n]
 
@@ -242,7 +260,7 @@ class FusedEvaluator:
                 raise ValueError(f"the joint ({name}) projected {what} {tuple(x.shape)} to {tuple(y.shape)}; "
                                  f"expected {tuple(x.shape[:2]) + (self.J,)} (J = the output layer's width)")
         with torch.autocast(e.device.type, enabled=False):
-            return f, g, f.detach().to(self.cdt), g.detach().to(self.cdt)
+            return f, g, f.detach().to(self.cdt).contiguous(), g.detach().to(self.cdt).contiguous()
 
     def logits(self, prep, data, tile, want):
         _, _, fd, gd = prep
@@ -250,19 +268,21 @@ class FusedEvaluator:
         nb, nt, nu, J = b1 - b0, t1 - t0, u1 - u0, self.J
         n = nb * nt * nu
         with torch.no_grad(), torch.autocast(fd.device.type, enabled=False):
-            z = self._buf("z", n, J)
-            torch.add(fd[b0:b1, t0:t1, None, :], gd[b0:b1, None, u0:u1, :], out=z.view(nb, nt, nu, J))
-            hb = self._buf("hb", n, J + int(self.has_bias))
-            if self.p > 0:
+            if self.tanh_kernel:
+                z, h = None, self._buf("h", n, J)
+                _ext().joint_tanh(fd[b0:b1, t0:t1], gd[b0:b1, u0:u1], h)
+            else:
+                z = self._buf("z", n, J)
+                torch.add(fd[b0:b1, t0:t1, None, :], gd[b0:b1, None, u0:u1, :], out=z.view(nb, nt, nu, J))
                 h = _act_forward(self.act, z, self._buf("h", n, J))
+            if self.p > 0:
                 keep = _keep_block(self.seed, data.idx[b0:b1], t0, t1, u0, u1, self.T_full, self.U1_full, J, self.p,
                                    z.device, z.dtype)
-                torch.mul(h, keep, out=hb[:, :J])
+                hd = torch.mul(h, keep, out=self._buf("hd", n, J))
             else:
-                h = _act_forward(self.act, z, hb[:, :J])
-                keep = None
-            x = torch.mm(hb, self.Wb.t(), out=self._buf("x", n, self.V))
-        return x, (z, h, hb, keep)
+                hd, keep = h, None
+            x = self.forward_product(hd, self._buf("x", n, self.V))
+        return x, (z, h, hd, keep)
 
     @staticmethod
     def differentiable(x):
@@ -271,27 +291,24 @@ class FusedEvaluator:
     def start(self, prep, inputs):
         f, g = prep[0], prep[1]
         dev = f.device
-        need_wb = any(x is self.spec.weight or x is self.spec.bias for x in inputs)
-        return {
-            "f": torch.zeros(f.shape, dtype=self.acc, device=dev) if f.requires_grad else None,
-            "g": torch.zeros(g.shape, dtype=self.acc, device=dev) if g.requires_grad else None,
-            "Wb": torch.zeros(self.Wb.shape, dtype=self.acc, device=dev) if need_wb else None,
-        }
+        W, b = self.spec.weight, self.spec.bias
+
+        def zeros(shape, wanted):
+            return torch.zeros(shape, dtype=self.acc, device=dev) if wanted else None
+
+        return {"f": zeros(f.shape, f.requires_grad), "g": zeros(g.shape, g.requires_grad),
+                "W": zeros(W.shape, any(x is W for x in inputs)),
+                "b": zeros(self.V, b is not None and any(x is b for x in inputs))}
 
     def backprop(self, prep, data, tile, x, x2d, state, scores, flows, tile_layout, scale, acc):
-        z, h, hb, keep = state
+        z, h, hd, keep = state
         b0, b1, t0, t1, u0, u1 = tile
         with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
             self.kernels.grad(x2d, x2d, scores, flows, tile_layout, scale)  # G, in place, times each weight
-            G = x2d
-            if acc["Wb"] is not None:
-                if self.cdt == self.acc:
-                    acc["Wb"].addmm_(G.t(), hb)
-                else:
-                    acc["Wb"].add_(torch.mm(G.t(), hb))
-            if acc["f"] is None and acc["g"] is None:
+            want_h = acc["f"] is not None or acc["g"] is not None
+            dh = self.backward_products(x2d, hd, acc, self._buf("dh", x2d.shape[0], self.J) if want_h else None)
+            if dh is None:
                 return
-            dh = torch.mm(G, self.W, out=self._buf("dh", G.shape[0], self.J))
             if keep is not None:
                 dh.mul_(keep)
             dz = _act_backward(self.act, dh, z, h).view(b1 - b0, t1 - t0, u1 - u0, self.J)
@@ -306,9 +323,9 @@ class FusedEvaluator:
         out = [None] * len(inputs)
         for k, x in enumerate(inputs):
             if x is W:
-                out[k] = acc["Wb"][:, :self.J]
+                out[k] = acc["W"]
             elif bias is not None and x is bias:
-                out[k] = acc["Wb"][:, self.J]
+                out[k] = acc["b"]
         roots = [(y, acc[key]) for y, key in ((f, "f"), (g, "g")) if acc[key] is not None]
         rest = [k for k, x in enumerate(inputs) if out[k] is None and not (x is W or (bias is not None and x is bias))]
         if roots and rest:

@@ -201,8 +201,9 @@ def _make_fused(inp, case):
 def _make_floor(inp, case):
     """The fused output layer's unavoidable work and nothing else: exactly its matrix products, with its
     groups, tile shapes and dtypes (the two projections forward and backward; per tile the logits, their
-    recomputation where a sample is cut into several tiles, d W and d h), on fixed random hidden
-    activations. A method's time divided by this one's is its distance from the floor."""
+    recomputation where a sample is cut into several tiles, d W, d bias and d h: the evaluator's own
+    ``forward_product`` and ``backward_products``), on fixed random hidden activations. A method's time
+    divided by this one's is its distance from the floor."""
     from samplewise_rnnt import engine as E
     from samplewise_rnnt.fused import FusedEvaluator, checked_joint_spec
     from samplewise_rnnt.planner import plan_groups
@@ -221,11 +222,11 @@ def _make_floor(inp, case):
         tiles = E._group_tiles(g, ev.node_bytes_grad, budget)
         work.append(([t.nodes for t in tiles], len(tiles) > 1))
     nmax = max(n for sizes, _ in work for n in sizes)
-    Wb = ev.Wb
-    hb = torch.randn(nmax, Wb.shape[1], dtype=dtype, device=enc.device)
-    X = torch.empty(nmax, Wb.shape[0], dtype=dtype, device=enc.device)
+    hh = torch.randn(nmax, ev.J, dtype=dtype, device=enc.device)
+    X = torch.empty(nmax, ev.V, dtype=dtype, device=enc.device)
     dh = torch.empty(nmax, ev.J, dtype=dtype, device=enc.device)
-    gWb = torch.zeros(Wb.shape, dtype=torch.float32, device=enc.device)
+    acc = {"W": torch.zeros(ev.W.shape, dtype=ev.acc, device=enc.device),
+           "b": torch.zeros(ev.V, dtype=ev.acc, device=enc.device) if ev.b is not None else None}
     We, Wd = spec.lin_enc.weight.detach(), spec.lin_dec.weight.detach()
 
     def step():
@@ -234,15 +235,11 @@ def _make_floor(inp, case):
             g = pred.detach().reshape(-1, pred.shape[-1]) @ Wd.t()
             for sizes, twice in work:
                 for n in sizes:  # the logits of every tile
-                    torch.mm(hb[:n], Wb.t(), out=X[:n])
-                for n in sizes:  # (recomputed,) then d W (with the bias) and d h
+                    ev.forward_product(hh[:n], X[:n])
+                for n in sizes:  # (recomputed,) then d W, d bias and d h: the fused layer's own product calls
                     if twice:
-                        torch.mm(hb[:n], Wb.t(), out=X[:n])
-                    if dtype == torch.float32:
-                        gWb.addmm_(X[:n].t(), hb[:n])
-                    else:
-                        gWb.add_(torch.mm(X[:n].t(), hb[:n]))
-                    torch.mm(X[:n], ev.W, out=dh[:n])
+                        ev.forward_product(hh[:n], X[:n])
+                    ev.backward_products(X[:n], hh[:n], acc, dh[:n])
             df = torch.randn_like(f)  # the projections, backward (d W and d input of each)
             for x, d, w in ((enc, df, We), (pred, torch.randn_like(g), Wd)):
                 d.t() @ x.detach().reshape(-1, x.shape[-1])
