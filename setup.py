@@ -98,7 +98,9 @@ def extensions(torch):
 
     use_cuda, why = _want_cuda(torch)
     debug = os.environ.get("SWR_DEBUG", "0") not in ("", "0")
-    cxx = ["-O0", "-g"] if debug else ["-O3"]
+    # -fno-trapping-math: the CPU row loops' selects (csrc/cpu/rows.h) may then be vectorised on AVX2 and SSE2 as
+    # well as on AVX-512 (nothing here reads floating-point exception flags)
+    cxx = ["-O0", "-g"] if debug else ["-O3", "-fno-trapping-math"]
     sources = ["csrc/binding.cpp", "csrc/cpu/rnnt_cpu.cpp"]
     if not use_cuda:
         print(f"samplewise_rnnt: building the CPU kernels only ({why})")
