@@ -418,3 +418,63 @@ def test_cuda_tensor_mismatch_message():
     logits, targets, tl, ul = _good()
     with pytest.raises(ValueError, match=r"targets is on cpu but must be on cuda"):
         swr.rnnt_loss(logits.cuda(), targets, tl.cuda(), ul.cuda())
+
+
+# ---- the CPU's vectorised float rows (csrc/cpu/rows.h): every tail length, wide ranges, -inf, NaN ----
+def _stage_inputs(V, seed, scale):
+    T, U = 3, 2
+    logits, targets, tl, ul = make_case(1, T, U, V, blank=0, seed=seed, full=True, scale=scale)
+    from samplewise_rnnt import ops
+    x2d = logits.view(-1, V)
+    lay = ops.padded_layout(1, T, U + 1, "cpu")
+    return ops, x2d, targets.long(), tl.long(), ul.long(), lay
+
+
+@pytest.mark.parametrize("V", [2, 3, 15, 16, 17, 33, 100, 1024])
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_float_rows_against_fp64(V, scale):
+    """Node scores and the logits gradient of fp32 rows (the vectorised loops: 16 lanes, then a scalar tail) against
+    the same stages run on the fp64 copy, within twice the error of torch's own fp32 logsumexp / softmax against
+    fp64 (plus 8 ulps)."""
+    ops, x2d, tg, tl, ul, lay = _stage_inputs(V, seed=V, scale=scale)
+    x64 = x2d.double()
+    s32 = ops._rnnt_scores(x2d, tg, tl, ul, lay, 0)
+    s64 = ops._rnnt_scores(x64, tg, tl, ul, lay, 0)
+    assert_within_reference_error(s32[0], torch.logsumexp(x2d, 1), s64[0], what="lse")
+    _, flows = ops._rnnt_lattice(s64, tl, ul, lay, True)
+    g64 = ops._rnnt_grad(x64, torch.empty_like(x64), s64, flows, tg, tl, ul, lay, 0, -1.0, 0.0)
+    f32 = tuple(f.float() for f in flows)
+    g32 = ops._rnnt_grad(x2d, torch.empty_like(x2d), s32, f32, tg, tl, ul, lay, 0, -1.0, 0.0)
+    occ = (f32[0] + f32[1])[:, None]
+    torch_ref = torch.softmax(x2d, 1) * occ  # torch's fp32 softmax term, the sparse terms added exactly
+    torch_ref = torch_ref.double() - (g64 - torch.softmax(x64, 1) * occ.double())
+    assert_within_reference_error(g32, torch_ref, g64, what="logits gradient")
+    g_in = x2d.clone()
+    ops._rnnt_grad(g_in, g_in, s32, f32, tg, tl, ul, lay, 0, -1.0, 0.0)
+    assert torch.equal(g_in, g32)  # in place (one pointer) = out of place, bit for bit
+
+
+def test_float_rows_special_values():
+    """-inf logits (masked classes) get probability 0 and a zero gradient, the rest of the row is exact; a NaN
+    logit makes its node's log-sum-exp NaN (never a silently finite number); a row of -inf has lse -inf."""
+    V = 37
+    ops, x2d, tg, tl, ul, lay = _stage_inputs(V, seed=1, scale=3.0)
+    x = x2d.clone()
+    x[:, 20:] = float("-inf")
+    tg = tg % 20
+    tg[tg == 0] = 1
+    s = ops._rnnt_scores(x, tg, tl, ul, lay, 0)
+    s_ref = ops._rnnt_scores(x[:, :20].contiguous(), tg, tl, ul, lay, 0)
+    for a, b in zip(s, s_ref):  # the same terms summed in another lane order: a few ulps at the values' scale
+        atol = 8 * torch.finfo(torch.float32).eps * b[torch.isfinite(b)].abs().max().item()
+        torch.testing.assert_close(a, b, rtol=0, atol=atol)
+    _, flows = ops._rnnt_lattice(s, tl, ul, lay, True)
+    g = ops._rnnt_grad(x, torch.empty_like(x), s, flows, tg, tl, ul, lay, 0, -1.0, 0.0)
+    assert torch.equal(g[:, 20:], torch.zeros_like(g[:, 20:]))
+    assert torch.isfinite(g).all()
+    y = x2d.clone()
+    y[4, 7] = float("nan")
+    y[5, :] = float("-inf")
+    lse = ops._rnnt_scores(y, tg, tl, ul, lay, 0)[0]
+    assert torch.isnan(lse[4]) and lse[5] == float("-inf")
+    assert torch.isfinite(lse[[0, 1, 2, 3, 6, 7, 8]]).all()

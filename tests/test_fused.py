@@ -323,3 +323,50 @@ def test_no_work_buffers_live_on_with_the_graph():
         assert evaluator._bufs == {}
         loss.sum().backward()
         assert evaluator._bufs == {}
+
+
+def test_tanh_kernel_against_fp64():
+    """The CPU's h = tanh(f + g) kernel (float32) against fp64 tanh of the exactly added inputs: within 3 ulps of
+    the result (~1.3 ulps of the function, half an ulp from rounding f + g to fp32, half from the result's own
+    rounding), over every regime of tanh (tiny, the polynomial below 0.625, the exp form, saturation), with the
+    special values passed through (NaN stays NaN, +-inf give +-1), for tails of J below 16 and strided samples."""
+    from samplewise_rnnt.ops import _ext
+
+    g_ = torch.Generator().manual_seed(0)
+    for J in (1, 7, 16, 37, 256):
+        f = torch.randn(3, 5, J, generator=g_) * torch.tensor([1e-6, 0.3, 2.0, 30.0, 1.0])[None, :, None]
+        g = torch.randn(3, 4, J, generator=g_) * 0.5
+        f_big = torch.randn(3, 9, J, generator=g_)
+        f_big[:, 2:7] = f  # a strided slice, as the fused layer passes its time rows
+        f = f_big[:, 2:7]
+        h = torch.empty(3 * 5 * 4, J)
+        _ext().joint_tanh(f, g, h)
+        truth = torch.tanh(f.double()[:, :, None] + g.double()[:, None]).reshape(-1, J)
+        ulp = torch.finfo(torch.float32).eps * truth.abs().clamp_min(torch.finfo(torch.float32).tiny)
+        err = (h.double() - truth).abs()
+        assert (err <= 3 * ulp).all(), f"J={J}: {(err / ulp).max().item():.2f} ulps"
+    f = torch.tensor([[[float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 100.0]]])
+    h = torch.empty(1, 6)
+    _ext().joint_tanh(f, torch.zeros(1, 1, 6), h)
+    assert torch.isnan(h[0, 0]) and h[0, 1:3].tolist() == [1.0, -1.0] and h[0, 3:].tolist() == [0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("budget", [3000, None])
+def test_float32_tanh_kernel_path_within_batched_error(budget):
+    """Float32 tanh on the CPU runs through the extension's tanh kernel: the loss and all four gradients within
+    twice the batched fp32 computation's own error against the fp64 truth (plus 8 ulps), whole and cut into
+    tiles."""
+    from tolerance import assert_within_reference_error
+
+    f, p, W, b, y, tl, ul = make_case(B=3, T=9, U=5, J=16, V=50, dtype=torch.float64, seed=11)
+    leaves64 = [f, p, W, b]
+    truth = swr.rnnt_loss(batched_logits(f, p, W, b, "tanh"), y, tl, ul, reduction="sum")
+    g_truth = torch.autograd.grad(truth, leaves64)
+    leaves = [x.detach().float().requires_grad_() for x in leaves64]
+    ref = swr.rnnt_loss(batched_logits(*leaves, "tanh"), y, tl, ul, reduction="sum")
+    g_ref = torch.autograd.grad(ref, leaves)
+    ours = fused_rnnt_loss(*leaves, y, tl, ul, activation="tanh", reduction="sum", max_chunk_bytes=budget)
+    g_ours = torch.autograd.grad(ours, leaves)
+    assert_within_reference_error(ours.detach(), ref.detach(), truth.detach(), what="loss")
+    for name, a, r, t in zip(["f", "g", "W", "b"], g_ours, g_ref, g_truth):
+        assert_within_reference_error(a, r, t, what=f"d {name}")
