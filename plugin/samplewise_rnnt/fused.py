@@ -5,28 +5,26 @@ For the joint every toolkit uses,
     logits[b, t, u, :] = W @ dropout(act(f[b, t] + g[b, u])) + bias      (f = lin_enc(enc), g = lin_dec(dec))
 
 the loss needs three numbers per lattice node: the log-sum-exp over the V classes, the blank logit
-and the label logit. :func:`fused_rnnt_loss` computes exactly those, one tile of lattice nodes at a
-time (the logits exist only inside the tile: the Cut Cross-Entropy idea applied to the lattice),
-runs the lattice recursion once for the whole batch, and in backward recomputes each tile's logits
-and turns them into gradients in place:
+and the label logit. The fused layer computes its logits one tile of lattice nodes at a time into a
+reused buffer (the logits exist only inside the tile: the Cut Cross-Entropy idea applied to the
+lattice), as one more way for the sample-wise engine (:mod:`samplewise_rnnt.engine`) to evaluate a
+group: the engine's planner, groups, modes (``reduction="none"`` recomputation, no_grad, autocast,
+DDP) and loss stages (node scores, lattice, logits gradient: the kernels of ``samplewise_rnnt._C``,
+CPU and CUDA) are the generic path's. Per tile, after the lattice of its group:
 
     d logits = softmax * (blank_flow + (1 + lambda) label_flow) - [blank] blank_flow - [y_u] (1 + lambda) label_flow
     d W += d logits^T h,   d bias += sum d logits,   d h = d logits W,
-    d z = act'(z) * (d h * mask),   d f[t] += sum_u d z,   d g[u] += sum_t d z.
+    d z = act'(z) * (d h * mask),   d f[t] += sum_u d z,   d g[u] += sum_t d z,
 
-The per-tile work reuses the kernels of ``samplewise_rnnt._C`` (``node_scores`` in forward,
-``logits_grad`` in backward; CPU and CUDA) on a tile-sized layout; the matrix products go through
-torch (MKL/oneDNN on the CPU, cuBLAS on the GPU).
+written over the tile's logits; ``d f`` and ``d g`` go back through the two projections by autograd,
+once per group. Three matrix products per tile (the logits, ``d W``, ``d h``) through torch
+(MKL/oneDNN on the CPU, cuBLAS on the GPU); a tile's logits are computed twice only when its
+sample is cut into several tiles (the flows need the whole lattice). On the CPU, float32 tanh
+runs as one vectorised pass of the extension (``h = tanh(f + g)`` without the sum ``z``).
 
-Why the gradients are computed in backward and not in forward: the forward keeps only the
-per-node log-sum-exp and the two flows (3 numbers per node, O(B*T*U)), so ``reduction="none"`` is
-exact for any ``grad_output`` with one code path, a forward whose result is never differentiated
-costs one pass instead of two, and the work is the same as computing the gradients in forward
-(a tile's logits must be computed twice either way, because the flows need the whole lattice).
-
-A tile is a block of whole time rows of one sample (``rows x (U_b + 1)`` nodes) or, when one row
-exceeds the budget, a run of nodes within one row. Its size comes from ``max_chunk_bytes`` (the
-bytes of one tile's working buffers: logits plus a few joint-sized arrays).
+A tile is a group of whole samples, a block of whole time rows of one sample (``rows x (U_b + 1)``
+nodes) or, when one row exceeds the budget, a run of nodes within one row. Its size comes from
+``max_chunk_bytes`` (the bytes of one tile's working buffers: logits plus a few joint-sized arrays).
 
 Dropout on ``act(f + g)`` uses a counter-based random mask: the keep decision of element
 ``(b, t, u, j)`` is a hash of its position in the padded ``[B, T, U+1, J]`` tensor and a 31-bit seed
