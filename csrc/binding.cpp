@@ -8,7 +8,12 @@
 #include <c10/cuda/CUDAGuard.h>
 #endif
 
+#include <cstdint>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "core/rnnt_kernels.h"
 
@@ -328,6 +333,23 @@ bool cuda_built() {
 
 }  // namespace
 
+// Asks Linux for transparent huge pages behind a fresh, untouched CPU tensor (its 2 MiB-aligned interior): a
+// gradient the size of the logits then costs a few hundred page faults on first touch instead of one per 4 KiB
+// (what torch's THP_MEM_ALLOC_ENABLE does for every allocation). Advice only: a no-op where THP is off, small
+// tensors, other systems. Returns whether the advice was taken.
+bool advise_hugepages(const torch::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  if (!t.device().is_cpu() || t.nbytes() < 2 * kHuge) return false;
+  const uintptr_t p = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t a = (p + kHuge - 1) & ~(kHuge - 1), e = (p + t.nbytes()) & ~(kHuge - 1);
+  return e > a && madvise(reinterpret_cast<void*>(a), e - a, MADV_HUGEPAGE) == 0;
+#else
+  (void)t;
+  return false;
+#endif
+}
+
 // f [nb, nt, J], g [nb, nu, J] (float32, CPU, rows of J contiguous), h [nb * nt * nu, J] contiguous.
 void joint_tanh(const torch::Tensor& f, const torch::Tensor& g, torch::Tensor& h) {
   for (const torch::Tensor* x : {&f, &g, static_cast<const torch::Tensor*>(&h)}) {
@@ -347,6 +369,7 @@ void joint_tanh(const torch::Tensor& f, const torch::Tensor& g, torch::Tensor& h
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "samplewise_rnnt kernels (RNN-T and TDT): per-node scores, the lattice recursion and the logits gradient";
+  m.def("advise_hugepages", &advise_hugepages, "transparent huge pages behind a fresh CPU tensor (advice)");
   m.def("joint_tanh", &joint_tanh, "the fused layer's h = tanh(f[:, t] + g[:, u]) for a tile (CPU, float32)");
   m.def("node_scores", &node_scores, "log-sum-exp, blank and label log-probabilities per lattice node");
   m.def("lattice", &lattice, "alphas/betas -> costs and (optionally) blank and label flows");

@@ -478,3 +478,15 @@ def test_float_rows_special_values():
     lse = ops._rnnt_scores(y, tg, tl, ul, lay, 0)[0]
     assert torch.isnan(lse[4]) and lse[5] == float("-inf")
     assert torch.isfinite(lse[[0, 1, 2, 3, 6, 7, 8]]).all()
+
+
+def test_gradient_memory_advice():
+    """The autograd entry point's fresh gradient asks for 2 MiB pages (advice only): never for a tensor below two
+    huge pages, and the advised tensor behaves as any other."""
+    from samplewise_rnnt.ops import _ext
+
+    assert _ext().advise_hugepages(torch.empty(1000)) is False
+    big = torch.empty(3 << 20)  # 12 MiB
+    assert isinstance(_ext().advise_hugepages(big), bool)
+    big.fill_(2.5)
+    assert big.sum().item() == 2.5 * (3 << 20)

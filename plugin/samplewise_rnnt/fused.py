@@ -238,6 +238,7 @@ class FusedEvaluator:
         b = self._bufs.get(name)
         if b is None or b.shape[0] < n:
             b = torch.empty(n, cols, dtype=self.cdt, device=self.W.device)
+            _ext().advise_hugepages(b)  # touched first by the tile: 2 MiB pages (CPU; a no-op elsewhere)
             self._bufs[name] = b
         return b[:n]
 

@@ -210,7 +210,9 @@ def _grad_target(logits2d, layout: Layout, tl, ul, inplace):
             covered[node_coords(layout, tl, ul)[3]] = True
             logits2d[~covered] = 0
         return logits2d
-    return torch.zeros_like(logits2d) if layout.gaps else torch.empty_like(logits2d)
+    grad = torch.empty_like(logits2d, memory_format=torch.contiguous_format)
+    _ext().advise_hugepages(grad)  # fresh memory the size of the logits: 2 MiB pages, not 4 KiB ones (CPU)
+    return grad.zero_() if layout.gaps else grad
 
 
 def _rnnt_scores(logits2d, tg, tl, ul, layout: Layout, blank):

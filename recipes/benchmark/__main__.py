@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -88,6 +89,22 @@ def shape_str(case):
     if case.get("short_frac"):
         s += f" ({int(case['short_frac'] * 100)}% at 3/4)"
     return s
+
+
+def combine_rounds(results):
+    """One result from a case's rounds: the median wall and CPU time, the largest peak; the first error or skip
+    when any round had one."""
+    bad = [r for r in results if "time_ms" not in r]
+    if bad:
+        return bad[0]
+    if len(results) == 1:
+        return results[0]
+    out = dict(results[0])
+    for key in ("time_ms", "cpu_ms"):
+        out[key] = statistics.median(r[key] for r in results)
+    out["peak_mib"] = max(r["peak_mib"] for r in results)
+    out["rounds"] = len(results)
+    return out
 
 
 def table(rows) -> str:
@@ -261,6 +278,10 @@ def main(argv=None):
     ap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                     help="logits dtype (logits level) or autocast dtype of the joint (joint level)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default: 2, 1 for sweep/paper)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every case this many times, round-robin over the cases (a fresh process each time), "
+                         "and report the median time over the rounds: on a shared machine, drift then hits every "
+                         "method alike")
     ap.add_argument("--methods", nargs="+", choices=sorted(METHODS), help="restrict to these methods")
     ap.add_argument("--max-chunk-bytes", type=float, default=None, help="the sample-wise engine's group budget")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each case (default: torch's)")
@@ -280,6 +301,8 @@ def main(argv=None):
     devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     if args.in_process and devices != ["cuda"]:
         ap.error("--in-process needs --device cuda alone (the CPU's peak resident set is per process)")
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
     repeats = args.repeats if args.repeats is not None else preset.get("repeats", 2)
     cases = build_cases(preset, devices, args.dtype, repeats, args.max_chunk_bytes, args.methods)
     if args.batch_sizes:
@@ -300,17 +323,22 @@ def main(argv=None):
             case["threads"] = args.threads
     from tqdm import tqdm
 
-    rows = []
-    for case in tqdm(cases, desc=f"preset {args.preset}", unit="case"):
-        method = METHODS[case["method"]]
-        why = method.why_unavailable(case)
-        if not why and args.deadline is not None and time.time() > args.deadline:
-            why = "the run's time budget was spent before this case"
-        res = {"skipped": why} if why else (run_here(case) if args.in_process else run_in_subprocess(case))
-        rows.append((case, res))
-        tqdm.write(f"{method_str(case):>20} {case['device']} {case['dtype']} {shape_str(case)}: "
-                   + (json.dumps(res) if "time_ms" not in res else
-                      f"{res['time_ms']:.1f} ms, peak +{res['peak_mib']:.1f} MiB"))
+    results = [[] for _ in cases]  # per case, one result per round
+    with tqdm(total=len(cases) * args.rounds, desc=f"preset {args.preset}", unit="case") as bar:
+        for rnd in range(args.rounds):  # round-robin: every method once per round, so drift hits all alike
+            for case, got in zip(cases, results):
+                method = METHODS[case["method"]]
+                why = method.why_unavailable(case)
+                if not why and args.deadline is not None and time.time() > args.deadline:
+                    why = "the run's time budget was spent before this case"
+                res = {"skipped": why} if why else (run_here(case) if args.in_process else run_in_subprocess(case))
+                got.append(res)
+                bar.update()
+                tqdm.write(f"{method_str(case):>20} {case['device']} {case['dtype']} {shape_str(case)}"
+                           + (f" (round {rnd + 1})" if args.rounds > 1 else "") + ": "
+                           + (json.dumps(res) if "time_ms" not in res else
+                              f"{res['time_ms']:.1f} ms, peak +{res['peak_mib']:.1f} MiB"))
+    rows = [(case, combine_rounds(got)) for case, got in zip(cases, results)]
     cmd = "python -m recipes.benchmark " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     gpu = torch.cuda.get_device_name() if "cuda" in devices else None
     header = [f"## preset `{args.preset}`: {preset['description']}", "",
@@ -324,8 +352,10 @@ def main(argv=None):
               f"{'torch.cuda.max_memory_allocated over the allocation after the inputs are built' if 'cuda' in devices else ''}"
               f"{' (all cases in one process)' if args.in_process else ''}"
               f". Time: median wall time of {repeats} step(s) after a warm-up; CPU time: the process's user + system "
-              f"time (all threads) over the same steps, less sensitive to other processes on the machine. Ratios "
-              f"against the first method of each shape.",
+              f"time (all threads) over the same steps, less sensitive to other processes on the machine"
+              + (f"; {args.rounds} rounds, every case once per round in a fresh process (round-robin over the methods), "
+                 f"times the median over the rounds, peak memory the largest" if args.rounds > 1 else "")
+              + ". Ratios against the first method of each shape.",
               ""]
     text = "\n".join(header) + table(rows) + "\n"
     if args.preset == "paper":
