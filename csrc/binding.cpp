@@ -360,6 +360,7 @@ void joint_tanh(const torch::Tensor& f, const torch::Tensor& g, torch::Tensor& h
   const int64_t nb = f.size(0), nt = f.size(1), nu = g.size(1), J = f.size(2);
   TORCH_CHECK(g.size(0) == nb && g.size(2) == J && h.size(0) == nb * nt * nu && h.size(1) == J,
               "samplewise_rnnt: joint_tanh: shapes do not match");
+  if (h.numel() == 0) return;  // J = 0 or no node: nothing to write (and strides of empty tensors mean nothing)
   TORCH_CHECK((f.stride(2) == 1 || J <= 1) && (f.stride(1) == J || nt <= 1) && (g.stride(2) == 1 || J <= 1) &&
                   (g.stride(1) == J || nu <= 1) && h.is_contiguous(),
               "samplewise_rnnt: joint_tanh: rows of J must be contiguous");

@@ -349,6 +349,18 @@ def test_tanh_kernel_against_fp64():
     h = torch.empty(1, 6)
     _ext().joint_tanh(f, torch.zeros(1, 1, 6), h)
     assert torch.isnan(h[0, 0]) and h[0, 1:3].tolist() == [1.0, -1.0] and h[0, 3:].tolist() == [0.0, 0.0, 1.0]
+    _ext().joint_tanh(torch.empty(2, 3, 0), torch.empty(2, 4, 0), torch.empty(24, 0))  # J = 0: nothing to do
+
+
+def test_zero_width_joint_is_the_bias_alone():
+    """J = 0 (float32 tanh, the kernel's path): the logits are the bias at every node."""
+    B, T, U, V = 2, 6, 3, 11
+    g_ = torch.Generator().manual_seed(5)
+    y = torch.randint(0, V - 1, (B, U), generator=g_)
+    tl, ul = torch.tensor([T, 4]), torch.tensor([U, 1])
+    bias = torch.randn(V, generator=g_)
+    loss = fused_rnnt_loss(torch.randn(B, T, 0), torch.randn(B, U + 1, 0), torch.randn(V, 0), bias, y, tl, ul)
+    torch.testing.assert_close(loss, swr.rnnt_loss(bias.expand(B, T, U + 1, V), y, tl, ul))
 
 
 @pytest.mark.parametrize("budget", [3000, None])
