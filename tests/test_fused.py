@@ -382,3 +382,28 @@ def test_float32_tanh_kernel_path_within_batched_error(budget):
     assert_within_reference_error(ours.detach(), ref.detach(), truth.detach(), what="loss")
     for name, a, r, t in zip(["f", "g", "W", "b"], g_ours, g_ref, g_truth):
         assert_within_reference_error(a, r, t, what=f"d {name}")
+
+
+@pytest.mark.parametrize("budget", [700, None])
+def test_float32_tanh_kernel_path_with_dropout(budget):
+    """Dropout on the tanh kernel's path (float32, CPU): the same counter-based mask as fused_dropout_mask, the loss
+    and all four gradients within twice the batched fp32 computation's error against the fp64 truth."""
+    from tolerance import assert_within_reference_error
+
+    f, p, W, b, y, tl, ul = make_case(B=3, T=9, U=5, J=16, V=50, dtype=torch.float64, seed=13)
+    B, T, J = f.shape
+    rate = 0.25
+    torch.manual_seed(99)
+    mask = fused_dropout_mask(draw_dropout_seed(), (B, T, p.shape[1], J), rate, dtype=torch.float64)
+    truth = swr.rnnt_loss(batched_logits(f, p, W, b, "tanh", mask), y, tl, ul, reduction="sum")
+    g_truth = torch.autograd.grad(truth, [f, p, W, b])
+    leaves = [x.detach().float().requires_grad_() for x in (f, p, W, b)]
+    ref = swr.rnnt_loss(batched_logits(*leaves, "tanh", mask.float()), y, tl, ul, reduction="sum")
+    g_ref = torch.autograd.grad(ref, leaves)
+    torch.manual_seed(99)
+    ours = fused_rnnt_loss(*leaves, y, tl, ul, activation="tanh", dropout=rate, reduction="sum",
+                           max_chunk_bytes=budget)
+    g_ours = torch.autograd.grad(ours, leaves)
+    assert_within_reference_error(ours.detach(), ref.detach(), truth.detach(), what="loss")
+    for name, a, r, t in zip(["f", "g", "W", "b"], g_ours, g_ref, g_truth):
+        assert_within_reference_error(a, r, t, what=f"d {name}")

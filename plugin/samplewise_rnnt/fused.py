@@ -276,7 +276,7 @@ class FusedEvaluator:
                 h = _act_forward(self.act, z, self._buf("h", n, J))
             if self.p > 0:
                 keep = _keep_block(self.seed, data.idx[b0:b1], t0, t1, u0, u1, self.T_full, self.U1_full, J, self.p,
-                                   z.device, z.dtype)
+                                   h.device, h.dtype)
                 hd = torch.mul(h, keep, out=self._buf("hd", n, J))
             else:
                 hd, keep = h, None
