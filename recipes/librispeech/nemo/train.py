@@ -77,6 +77,9 @@ class Progress(pl.Callback):
 @hydra_runner(config_path="conf", config_name="fastconformer_transducer_samplewise_b1024")
 def main(cfg):
     logging.info(f"Hydra config: {OmegaConf.to_yaml(cfg)}")
+    # one seed for the weights' initialisation, the data order and dropout (`seed=N` on the command line), so that
+    # a rerun on the same machine trains the same model
+    pl.seed_everything(int(cfg.get("seed", 0)), workers=True)
     progress = Progress()
     trainer = pl.Trainer(**cfg.trainer, callbacks=[progress])
     exp_manager(trainer, cfg.get("exp_manager", None))
