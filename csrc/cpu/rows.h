@@ -81,24 +81,15 @@ SWR_CLONES static float row_max(const float* x, int64_t V) {
   return r;
 }
 
-// sum_v exp(x[v] - m); with out != nullptr also out[v] = exp(x[v] - m) (out may be x).
-template <bool kStore>
-inline float sum_exp_body(const float* x, float* out, int64_t V, float m) {
+// sum_v exp(x[v] - m), in 16 lanes then the tail.
+inline float sum_exp(const float* x, int64_t V, float m) {
   float s[kLanes] = {};
   int64_t v = 0;
   for (; v + kLanes <= V; v += kLanes)
-    for (int k = 0; k < kLanes; ++k) {
-      const float e = vexp(x[v + k] - m);
-      if (kStore) out[v + k] = e;
-      s[k] += e;
-    }
+    for (int k = 0; k < kLanes; ++k) s[k] += vexp(x[v + k] - m);
   float r = 0;
   for (int k = 0; k < kLanes; ++k) r += s[k];
-  for (; v < V; ++v) {
-    const float e = vexp(x[v] - m);
-    if (kStore) out[v] = e;
-    r += e;
-  }
+  for (; v < V; ++v) r += vexp(x[v] - m);
   return r;
 }
 
@@ -106,7 +97,7 @@ inline float sum_exp_body(const float* x, float* out, int64_t V, float m) {
 SWR_CLONES static float row_lse(const float* x, int64_t V) {
   const float m = row_max(x, V);
   if (m == neg_inf<float>()) return m;
-  return lse_value(m, sum_exp_body<false>(x, nullptr, V, m));
+  return lse_value(m, sum_exp(x, V, m));
 }
 
 // g[v] = logit_grad_of_prob(exp(x[v] - lse), ...) for the row of a node whose blank is `blank` and whose next label

@@ -289,15 +289,19 @@ class FusedEvaluator:
 
     def start(self, prep, inputs):
         f, g = prep[0], prep[1]
-        dev = f.device
         W, b = self.spec.weight, self.spec.bias
+        acc = self.weight_accumulators(any(x is W for x in inputs), b is not None and any(x is b for x in inputs))
+        acc["f"] = self._zeros(f.shape, f.requires_grad)
+        acc["g"] = self._zeros(g.shape, g.requires_grad)
+        return acc
 
-        def zeros(shape, wanted):
-            return torch.zeros(shape, dtype=self.acc, device=dev) if wanted else None
+    def _zeros(self, shape, wanted):
+        return torch.zeros(shape, dtype=self.acc, device=self.W.device) if wanted else None
 
-        return {"f": zeros(f.shape, f.requires_grad), "g": zeros(g.shape, g.requires_grad),
-                "W": zeros(W.shape, any(x is W for x in inputs)),
-                "b": zeros(self.V, b is not None and any(x is b for x in inputs))}
+    def weight_accumulators(self, want_w, want_b):
+        """What :meth:`backward_products` accumulates into: ``{"W": [V, J] or None, "b": [V] or None}`` in the
+        accumulation dtype."""
+        return {"W": self._zeros(self.W.shape, want_w), "b": self._zeros(self.V, want_b and self.b is not None)}
 
     def backprop(self, prep, data, tile, x, x2d, state, scores, flows, tile_layout, scale, acc):
         z, h, hd, keep = state

@@ -97,13 +97,10 @@ def combine_rounds(results):
     bad = [r for r in results if "time_ms" not in r]
     if bad:
         return bad[0]
-    if len(results) == 1:
-        return results[0]
     out = dict(results[0])
     for key in ("time_ms", "cpu_ms"):
         out[key] = statistics.median(r[key] for r in results)
     out["peak_mib"] = max(r["peak_mib"] for r in results)
-    out["rounds"] = len(results)
     return out
 
 

@@ -225,8 +225,7 @@ def _make_floor(inp, case):
     hh = torch.randn(nmax, ev.J, dtype=dtype, device=enc.device)
     X = torch.empty(nmax, ev.V, dtype=dtype, device=enc.device)
     dh = torch.empty(nmax, ev.J, dtype=dtype, device=enc.device)
-    acc = {"W": torch.zeros(ev.W.shape, dtype=ev.acc, device=enc.device),
-           "b": torch.zeros(ev.V, dtype=ev.acc, device=enc.device) if ev.b is not None else None}
+    acc = ev.weight_accumulators(True, True)
     We, Wd = spec.lin_enc.weight.detach(), spec.lin_dec.weight.detach()
 
     def step():
