@@ -21,7 +21,16 @@ from .presets import PRESETS
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def build_cases(preset: dict, devices: List[str], dtype: str, repeats: int, max_chunk_bytes, methods=None):
+# --malloc keep: glibc keeps freed memory for reuse instead of handing large blocks back to the system (no mmap
+# for large blocks, no trimming of the heap's top), as PyTorch's CUDA caching allocator does on a GPU and jemalloc or
+# tcmalloc do on the CPU. With glibc's default every tensor above its mmap threshold (at most 32 MiB) is fresh
+# memory that the kernel zeroes page by page when it is first written.
+MALLOC_KEEP_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 46)}
+MALLOC_MODES = {"system": ["system"], "keep": ["keep"], "both": ["system", "keep"]}
+
+
+def build_cases(preset: dict, devices: List[str], dtype: str, repeats: int, max_chunk_bytes, methods=None,
+                malloc="system"):
     cases = []
     for device in devices:
         for shape in preset["shapes"][device]:
@@ -29,21 +38,33 @@ def build_cases(preset: dict, devices: List[str], dtype: str, repeats: int, max_
             names = shape.pop("methods", None) or preset["methods"]
             if methods:  # --methods: these, in this order (methods outside the preset included)
                 names = list(methods)
-            for name in names:
-                case = dict(preset["common"], **shape)
-                case.update(method=name, device=device, dtype=dtype, level=preset["level"],
-                            repeats=preset.get("repeats", repeats) if repeats is None else repeats,
-                            phases=bool(preset.get("phases")))
-                if max_chunk_bytes is not None:
-                    case["max_chunk_bytes"] = max_chunk_bytes
-                cases.append(case)
+            for mode in MALLOC_MODES[malloc] if device == "cpu" else ["system"]:
+                for name in names:
+                    case = dict(preset["common"], **shape)
+                    case.update(method=name, device=device, dtype=dtype, level=preset["level"],
+                                repeats=preset.get("repeats", repeats) if repeats is None else repeats,
+                                phases=bool(preset.get("phases")))
+                    if max_chunk_bytes is not None:
+                        case["max_chunk_bytes"] = max_chunk_bytes
+                    if mode == "keep":
+                        case["malloc"] = "keep"
+                    cases.append(case)
     return cases
 
 
-def run_in_subprocess(case: dict) -> dict:
+def case_env(case: dict) -> dict:
+    """The environment of a case's process: this one's, with the repository and the plugin on the path and, for
+    ``[malloc keep]``, :data:`MALLOC_KEEP_ENV`."""
     env = dict(os.environ)
     plugin = os.path.join(REPO, "plugin")
     env["PYTHONPATH"] = os.pathsep.join([REPO, plugin] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    if case.get("malloc") == "keep":
+        env.update(MALLOC_KEEP_ENV)
+    return env
+
+
+def run_in_subprocess(case: dict) -> dict:
+    env = case_env(case)
     proc = subprocess.run([sys.executable, "-m", "recipes.benchmark.runner", json.dumps(case)], cwd=REPO, env=env,
                           capture_output=True, text=True)
     for line in proc.stdout.splitlines():
@@ -73,11 +94,13 @@ def run_here(case: dict) -> dict:
 
 
 def method_str(case):
-    """The method, with its group budget where the case sets one (``default``: the engine's own)."""
-    if "max_chunk_bytes" not in case:
-        return case["method"]
-    budget = case.get("max_chunk_bytes")
-    return f"{case['method']} (max_chunk_bytes {'default' if budget is None else f'{budget / 2 ** 20:g} MiB'})"
+    """The method, with its group budget where the case sets one (``default``: the engine's own) and ``[malloc
+    keep]`` where glibc keeps freed memory (``--malloc``)."""
+    name = case["method"]
+    if "max_chunk_bytes" in case:
+        budget = case.get("max_chunk_bytes")
+        name += f" (max_chunk_bytes {'default' if budget is None else f'{budget / 2 ** 20:g} MiB'})"
+    return name + (" [malloc keep]" if case.get("malloc") == "keep" else "")
 
 
 def shape_str(case):
@@ -105,17 +128,22 @@ def combine_rounds(results):
 
 
 def table(rows) -> str:
-    """Markdown table; ratios against the preset's baseline (its first method) on the same shape/device/dtype."""
+    """Markdown table; ratios against the preset's baseline (its first method) on the same shape/device/dtype (and
+    allocator mode)."""
     out = ["| method | device | dtype | shape | time ms | CPU time ms | peak growth MiB | inputs MiB | time ratio | "
            "CPU time ratio | memory ratio |",
            "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     base = {}
+
+    def group(case):
+        return case["device"], case["dtype"], shape_str(case), case.get("malloc")
+
     for case, res in rows:
-        key = (case["device"], case["dtype"], shape_str(case))
+        key = group(case)
         if "error" not in res and "skipped" not in res and key not in base:
             base[key] = res
     for case, res in rows:
-        key = (case["device"], case["dtype"], shape_str(case))
+        key = group(case)
         head = f"| {method_str(case)} | {case['device']} | {case['dtype']} | {shape_str(case)} |"
         if "skipped" in res:
             out.append(f"{head} skipped: {res['skipped']} | | | | | | |")
@@ -281,6 +309,10 @@ def main(argv=None):
                          "method alike")
     ap.add_argument("--methods", nargs="+", choices=sorted(METHODS), help="restrict to these methods")
     ap.add_argument("--max-chunk-bytes", type=float, default=None, help="the sample-wise engine's group budget")
+    ap.add_argument("--malloc", choices=sorted(MALLOC_MODES), default="system",
+                    help="CPU cases: 'keep' runs them with glibc keeping freed memory for reuse (MALLOC_MMAP_MAX_=0, "
+                         "no trimming), as a caching allocator does; 'both' runs every case both ways, side by side "
+                         "(default: 'system', glibc's defaults)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each case (default: torch's)")
     ap.add_argument("--plot", help="PNG of peak memory growth against B")
     ap.add_argument("--save", help="write the tables (markdown) here")
@@ -301,7 +333,9 @@ def main(argv=None):
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, got {args.rounds}")
     repeats = args.repeats if args.repeats is not None else preset.get("repeats", 2)
-    cases = build_cases(preset, devices, args.dtype, repeats, args.max_chunk_bytes, args.methods)
+    if args.in_process and args.malloc != "system":
+        ap.error("--malloc applies to CPU cases, each in its own process; --in-process is for CUDA")
+    cases = build_cases(preset, devices, args.dtype, repeats, args.max_chunk_bytes, args.methods, args.malloc)
     if args.batch_sizes:
         cases = [c for c in cases if c["B"] in args.batch_sizes]
         if not cases:
@@ -352,7 +386,10 @@ def main(argv=None):
               f"time (all threads) over the same steps, less sensitive to other processes on the machine"
               + (f"; {args.rounds} rounds, every case once per round in a fresh process (round-robin over the methods), "
                  f"times the median over the rounds, peak memory the largest" if args.rounds > 1 else "")
-              + ". Ratios against the first method of each shape.",
+              + (f"; `[malloc keep]`: the case's process ran with {' '.join(f'{k}={v}' for k, v in MALLOC_KEEP_ENV.items())}"
+                 f" (glibc keeps freed memory for reuse, as a caching allocator does)" if args.malloc != "system" else "")
+              + ". Ratios against the first method of each shape" + (" and allocator" if args.malloc == "both" else "")
+              + ".",
               ""]
     text = "\n".join(header) + table(rows) + "\n"
     if args.preset == "paper":
